@@ -1,0 +1,308 @@
+"""The EfficientNet architecture as data: Table 1's stage rows, the released family, and the expansion of any
+scaling point into a per-stage and per-block description.
+
+Nothing here builds a network: ``model.py`` builds modules from ``blocks()``, and ``accounting.py`` counts
+parameters and multiply-adds from the same description, so the two can never disagree about the architecture.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, replace
+
+from .scaling import (
+    BASE_RESOLUTION,
+    PAPER_ALPHA,
+    PAPER_BETA,
+    PAPER_GAMMA,
+    ScalingError,
+    check_depth,
+    check_resolution,
+    check_width,
+    compound,
+    round_filters,
+    round_repeats,
+)
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """One MBConv row of Table 1 (stages 2-8): the baseline that every family member scales."""
+
+    name: str
+    expand_ratio: int  # MBConv<N>: the 1x1 expansion widens the block input N times
+    kernel_size: int  # depthwise kernel, 3 or 5
+    stride: int  # stride of the stage's first layer; the other layers use 1
+    out_channels: int
+    layers: int
+
+
+# Table 1, EfficientNet-B0 (input 224x224). Stage 1 is the stem, stage 9 the head; both are below.
+B0_STAGES: tuple[StageRow, ...] = (
+    StageRow("stage2", expand_ratio=1, kernel_size=3, stride=1, out_channels=16, layers=1),
+    StageRow("stage3", expand_ratio=6, kernel_size=3, stride=2, out_channels=24, layers=2),
+    StageRow("stage4", expand_ratio=6, kernel_size=5, stride=2, out_channels=40, layers=2),
+    StageRow("stage5", expand_ratio=6, kernel_size=3, stride=2, out_channels=80, layers=3),
+    StageRow("stage6", expand_ratio=6, kernel_size=5, stride=1, out_channels=112, layers=3),
+    StageRow("stage7", expand_ratio=6, kernel_size=5, stride=2, out_channels=192, layers=4),
+    StageRow("stage8", expand_ratio=6, kernel_size=3, stride=1, out_channels=320, layers=1),
+)
+STEM_CHANNELS = 32  # stage 1: Conv3x3, stride 2
+HEAD_CHANNELS = 1280  # stage 9: Conv1x1, then pooling and the FC layer
+SE_RATIO = 0.25  # squeeze width = block *input* channels * 0.25 (official code; not the expanded width)
+DROP_PATH = 0.2  # stochastic depth: block i of N drops its residual branch with probability 0.2 * i / N
+
+
+@dataclass(frozen=True)
+class Member:
+    """A released family member (Table 2 and the official Lite release): the scaling point and its dropout."""
+
+    name: str
+    width: float
+    depth: float
+    resolution: int
+    dropout: float
+    lite: bool = False
+
+
+FAMILY: dict[str, Member] = {
+    m.name: m
+    for m in (
+        # The official B0-B7 coefficients: a hand-rounded schedule, not (1.2^phi, 1.1^phi, 1.15^phi).
+        Member("b0", width=1.0, depth=1.0, resolution=224, dropout=0.2),
+        Member("b1", width=1.0, depth=1.1, resolution=240, dropout=0.2),
+        Member("b2", width=1.1, depth=1.2, resolution=260, dropout=0.3),
+        Member("b3", width=1.2, depth=1.4, resolution=300, dropout=0.3),
+        Member("b4", width=1.4, depth=1.8, resolution=380, dropout=0.4),
+        Member("b5", width=1.6, depth=2.2, resolution=456, dropout=0.4),
+        Member("b6", width=1.8, depth=2.6, resolution=528, dropout=0.5),
+        Member("b7", width=2.0, depth=3.1, resolution=600, dropout=0.5),
+        # EfficientNet-Lite: ReLU6, no SE, stem/head and the first/last stage's repeats unscaled (mobile-friendly).
+        Member("lite0", width=1.0, depth=1.0, resolution=224, dropout=0.2, lite=True),
+        Member("lite1", width=1.0, depth=1.1, resolution=240, dropout=0.2, lite=True),
+        Member("lite2", width=1.1, depth=1.2, resolution=260, dropout=0.3, lite=True),
+        Member("lite3", width=1.2, depth=1.4, resolution=280, dropout=0.3, lite=True),
+        Member("lite4", width=1.4, depth=1.8, resolution=300, dropout=0.3, lite=True),
+    )
+}
+
+
+@dataclass(frozen=True)
+class EfficientNetConfig:
+    """Everything needed to build one network. Build one with ``resolve()``; every field can be replaced."""
+
+    name: str  # "b0", "lite2", "w1.2-d1.4-r300", "phi1.5"
+    width: float  # channel multiplier (beta^phi for compound scaling)
+    depth: float  # layer multiplier (alpha^phi)
+    resolution: int  # input side in pixels (224 * gamma^phi, rounded)
+    dropout: float = 0.2  # before the FC layer; the family grows it from 0.2 to 0.5
+    drop_path: float = DROP_PATH  # stochastic depth rate of the last block
+    num_classes: int = 1000
+    lite: bool = False  # ReLU6, no SE, stem/head and first/last repeats not scaled
+    bn_eps: float = 1e-3  # TF's epsilon; torchvision's B0-B4 and timm's efficientnet_* use 1e-5
+    bn_momentum: float = 0.01  # TF decay 0.99 is PyTorch momentum 0.01
+    same_padding: bool = False  # TF "SAME" padding (asymmetric at stride 2): needed for weights converted from TF
+    compound: object | None = field(default=None, compare=False)  # the CompoundPoint when built from phi
+
+    @property
+    def activation(self) -> str:
+        return "relu6" if self.lite else "silu"
+
+    @property
+    def se_ratio(self) -> float:
+        return 0.0 if self.lite else SE_RATIO
+
+    @property
+    def stem_channels(self) -> int:
+        return STEM_CHANNELS if self.lite else round_filters(STEM_CHANNELS, self.width)
+
+    @property
+    def head_channels(self) -> int:
+        return HEAD_CHANNELS if self.lite else round_filters(HEAD_CHANNELS, self.width)
+
+    def stage_layers(self, index: int) -> int:
+        row = B0_STAGES[index]
+        if self.lite and index in (0, len(B0_STAGES) - 1):  # Lite keeps the first and last stage at one layer
+            return row.layers
+        return round_repeats(row.layers, self.depth)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One row of the scaled Table 1: what ``effnet-edu info`` prints."""
+
+    stage: int  # 1..9, as in Table 1
+    operator: str  # "Conv3x3", "MBConv6", "Conv1x1 & Pooling & FC"
+    kernel: int
+    stride: int
+    in_channels: int
+    out_channels: int
+    layers: int
+    resolution: int  # input resolution of the stage
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One MBConv block after scaling: the unit that both the model and the accounting iterate over."""
+
+    name: str  # "stage4/block1" (blocks counted from 0 within their stage)
+    stage: int  # Table 1 stage number, 2..8
+    index: int  # position among all MBConv blocks, 0-based
+    in_channels: int
+    out_channels: int
+    expand_ratio: int
+    kernel_size: int
+    stride: int
+    se_channels: int  # 0 = no squeeze-and-excitation
+    drop_path: float  # this block's stochastic depth rate, drop_path * index / N
+    in_resolution: int
+
+    @property
+    def hidden_channels(self) -> int:
+        return self.in_channels * self.expand_ratio
+
+    @property
+    def out_resolution(self) -> int:
+        return -(-self.in_resolution // self.stride)  # ceil: "SAME" and k//2 padding both give ceil(r / s)
+
+    @property
+    def residual(self) -> bool:
+        return self.stride == 1 and self.in_channels == self.out_channels
+
+
+def blocks(config: EfficientNetConfig) -> list[BlockSpec]:
+    """Expand a configuration into its MBConv blocks, in order."""
+    resolution = -(-config.resolution // 2)  # after the stride-2 stem
+    in_channels = config.stem_channels
+    total = sum(config.stage_layers(i) for i in range(len(B0_STAGES)))
+    specs: list[BlockSpec] = []
+    for s, row in enumerate(B0_STAGES):
+        out_channels = round_filters(row.out_channels, config.width)
+        for b in range(config.stage_layers(s)):
+            stride = row.stride if b == 0 else 1
+            spec = BlockSpec(
+                name=f"{row.name}/block{b}",
+                stage=s + 2,
+                index=len(specs),
+                in_channels=in_channels,
+                out_channels=out_channels,
+                expand_ratio=row.expand_ratio,
+                kernel_size=row.kernel_size,
+                stride=stride,
+                se_channels=max(1, int(in_channels * config.se_ratio)) if config.se_ratio > 0 else 0,
+                drop_path=config.drop_path * len(specs) / total,
+                in_resolution=resolution,
+            )
+            specs.append(spec)
+            in_channels, resolution = out_channels, spec.out_resolution
+    return specs
+
+
+def stages(config: EfficientNetConfig) -> list[StageSpec]:
+    """The scaled Table 1: stem, the seven MBConv stages and the head, with their input resolutions."""
+    specs = blocks(config)
+    rows = [StageSpec(1, "Conv3x3", 3, 2, 3, config.stem_channels, 1, config.resolution)]
+    for s, row in enumerate(B0_STAGES):
+        mine = [b for b in specs if b.stage == s + 2]
+        rows.append(
+            StageSpec(
+                stage=s + 2, operator=f"MBConv{row.expand_ratio}", kernel=row.kernel_size, stride=row.stride,
+                in_channels=mine[0].in_channels, out_channels=mine[0].out_channels, layers=len(mine),
+                resolution=mine[0].in_resolution,
+            )
+        )
+    last = specs[-1]
+    rows.append(
+        StageSpec(9, "Conv1x1 & Pooling & FC", 1, 1, last.out_channels, config.head_channels, 1, last.out_resolution)
+    )
+    return rows
+
+
+def _check_fraction(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+        raise ScalingError(f"{name} must be a probability in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_model_name(name: str) -> Member:
+    """Look up a released member by name ("b0".."b7", "lite0".."lite4"); suggest close names when unknown."""
+    key = str(name).lower().strip().replace("efficientnet-", "").replace("efficientnet_", "")
+    if key in FAMILY:
+        return FAMILY[key]
+    close = difflib.get_close_matches(key, FAMILY, n=3, cutoff=0.4)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ScalingError(f"unknown model {name!r}: choose one of {', '.join(FAMILY)}{hint}")
+
+
+def resolve(
+    model: str | None = None,
+    *,
+    width: float | None = None,
+    depth: float | None = None,
+    resolution: int | None = None,
+    phi: float | None = None,
+    alpha: float | None = None,
+    beta: float | None = None,
+    gamma: float | None = None,
+    num_classes: int = 1000,
+    dropout: float | None = None,
+    drop_path: float = DROP_PATH,
+    **overrides,
+) -> EfficientNetConfig:
+    """One entry point for any scaling point.
+
+    - a released member: ``resolve("b3")`` or ``resolve("lite1")``;
+    - explicit multipliers: ``resolve(width=1.2, depth=1.4, resolution=300)`` (missing ones default to B0's);
+    - the compound rule: ``resolve(phi=1.5)`` or ``resolve(phi=1, alpha=1.2, beta=1.1, gamma=1.15)``.
+
+    ``overrides`` are any other ``EfficientNetConfig`` fields (``bn_eps``, ``same_padding``, ...).
+    """
+    multipliers = width is not None or depth is not None
+    compound_args = any(v is not None for v in (phi, alpha, beta, gamma))
+    if sum((model is not None, multipliers, compound_args)) > 1:
+        raise ScalingError(
+            "give one kind of scaling point: a model name, or width/depth/resolution, or phi/alpha/beta/gamma "
+            "(a resolution may accompany a model name or phi to override it)"
+        )
+    if model is not None:
+        member = check_model_name(model)
+        config = EfficientNetConfig(
+            name=member.name, width=member.width, depth=member.depth, resolution=member.resolution,
+            dropout=member.dropout, lite=member.lite,
+        )
+    elif compound_args:
+        if phi is None:
+            raise ScalingError("the compound rule needs phi (alpha, beta and gamma default to 1.2, 1.1, 1.15)")
+        point = compound(
+            phi,
+            PAPER_ALPHA if alpha is None else alpha,
+            PAPER_BETA if beta is None else beta,
+            PAPER_GAMMA if gamma is None else gamma,
+        )
+        config = EfficientNetConfig(
+            name=f"phi{point.phi:g}", width=point.width, depth=point.depth, resolution=point.resolution,
+            compound=point,
+        )
+    else:
+        config = EfficientNetConfig(
+            name="custom", width=1.0 if width is None else width, depth=1.0 if depth is None else depth,
+            resolution=BASE_RESOLUTION,
+        )
+    check_width(config.width)
+    check_depth(config.depth)
+    if resolution is not None:
+        config = replace(config, resolution=check_resolution(resolution))
+    if model is None and not compound_args:
+        config = replace(config, name=f"w{config.width:g}-d{config.depth:g}-r{config.resolution}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ScalingError(f"num_classes must be a positive whole number, got {num_classes!r}")
+    changes = dict(num_classes=num_classes, drop_path=_check_fraction("drop_path", drop_path), **overrides)
+    if dropout is not None:
+        changes["dropout"] = _check_fraction("dropout", dropout)
+    unknown = set(changes) - set(EfficientNetConfig.__dataclass_fields__)
+    if unknown:
+        raise ScalingError(f"unknown setting(s) {', '.join(sorted(unknown))}; allowed: "
+                           f"{', '.join(EfficientNetConfig.__dataclass_fields__)}")
+    config = replace(config, **changes)
+    check_resolution(config.resolution)
+    return config
