@@ -1,0 +1,6 @@
+"""effnet-edu widgets: thin ipywidgets layers over the pure functions of ``effnet_edu``.
+
+Installed as ``effnet_edu_widgets`` (this folder is ``widgets/`` in the repository):
+
+    from effnet_edu_widgets import ScalingExplorer
+"""
