@@ -228,22 +228,37 @@ def lite_checkpoint(model: str) -> Path:
     return files[0]
 
 
-def load_checkpoint(path) -> dict:
-    """Read a state dict safely (``weights_only=True``); accepts our training checkpoints ({"model": ...}) too."""
+def _read(path):
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {str(path)!r} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, non-checkpoints
         raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def load_checkpoint(path) -> dict:
+    """Read a state dict safely (``weights_only=True``); accepts our training checkpoints ({"model": ...}) too."""
+    obj = _read(path)
     for key in ("model_ema", "ema", "state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path} holds no state dict of tensors")
     return obj
+
+
+def save_weights(model: EfficientNet, path) -> Path:
+    """Save weights with what is needed to rebuild the model exactly (settings and weights source), atomically."""
+    path = Path(path)
+    meta = {k: v for k, v in vars(model.config).items() if isinstance(v, (int, float, str, bool))}
+    meta["weights_source"] = getattr(model, "weights_source", "ours")
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"state_dict": model.state_dict(), "effnet_edu": meta}, tmp)
+    tmp.replace(path)
+    return path
 
 
 def pretrained(model: str, num_classes: int = 1000, **kwargs) -> EfficientNet:
@@ -283,3 +298,39 @@ def export_state_dict(model: EfficientNet, source: str) -> dict:
         raise WeightsError(f"unknown weights source {source!r}; choose one of {', '.join(SOURCES)}")
     table = _block_table(model)
     return {_source_key(k, family, table): v for k, v in model.state_dict().items()}
+
+
+def from_file(model: str | None, path, source: str | None = None, **kwargs) -> EfficientNet:
+    """Build the model a weights file needs and load the file into it.
+
+    Files written by ``save_weights`` carry their settings (``model`` may then be None). Other files need
+    ``model``; their ``source`` is read from the keys when omitted, except that timm's ``efficientnet_*`` and
+    ``tf_efficientnet_*`` share keys but not padding, so timm files need ``source="timm"`` or ``"timm_tf"``."""
+    raw = _read(path)
+    meta = raw.get("effnet_edu") if isinstance(raw, dict) else None
+    state = load_checkpoint(path)
+    if isinstance(meta, dict) and source is None:
+        settings = {k: v for k, v in meta.items() if k in ("width", "depth", "resolution", "dropout", "drop_path",
+                    "num_classes", "lite", "bn_eps", "bn_momentum", "same_padding")}
+        if model is not None:  # a named model must match the file: load_weights reports any difference
+            settings = {k: settings[k] for k in ("bn_eps", "bn_momentum", "same_padding", "num_classes")}
+            config = resolve(model, **{**settings, **kwargs})
+        else:
+            config = resolve(width=settings.pop("width"), depth=settings.pop("depth"),
+                             resolution=settings.pop("resolution"), **{**settings, **kwargs})
+            config = replace(config, name=meta.get("name", config.name))
+        ours = load_weights(EfficientNet(config), state, "ours")
+        ours.weights_source = meta.get("weights_source", "ours")
+        return ours
+    if model is None:
+        raise WeightsError(f"{path} does not say which model it belongs to: name the model (b0..b7, lite0..lite4)")
+    if source is None:
+        source = detect_source(state)
+        if source == "timm":
+            raise WeightsError(
+                f"{path} has timm keys: say which port it is, source 'timm' (efficientnet_*, symmetric padding) "
+                f"or 'timm_tf' (tf_efficientnet_*, TF SAME padding)"
+            )
+    name = resolve(model).name
+    ours = EfficientNet(resolve(model, **{**source_settings(source, name), **kwargs}))
+    return load_weights(ours, state, source)

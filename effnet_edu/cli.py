@@ -1,0 +1,172 @@
+"""The ``effnet-edu`` command (also ``python -m effnet_edu``).
+
+    effnet-edu info b3                      # scaled Table 1 and the parameter count
+    effnet-edu info --phi 1.5               # any compound-scaling point (alpha, beta, gamma default to the paper's)
+    effnet-edu info --width 1.2 --depth 1.4 --resolution 300
+    effnet-edu predict --model lite0 cat.jpg --top 5
+
+Each subcommand is an ``add_<name>_command(subparsers)`` that declares its options and a ``cmd_<name>(args)``
+that runs it. Every command takes ``--json``. Errors the user can fix (a bad model name, a file that is not an
+image, weights that do not fit) print one readable line and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .arch import FAMILY, resolve, stages
+from .scaling import ScalingError
+
+
+class UserError(Exception):
+    """A problem with the command's input: printed as one line, exit status 2."""
+
+
+def _emit(args, payload, text: str) -> None:
+    print(json.dumps(payload, indent=2) if args.json else text)
+
+
+def _add_scaling_options(parser) -> None:
+    parser.add_argument("model", nargs="?", help=f"a released member: {', '.join(FAMILY)}")
+    group = parser.add_argument_group("an explicit scaling point (instead of MODEL)")
+    group.add_argument("--width", type=float, help="channel multiplier w")
+    group.add_argument("--depth", type=float, help="layer multiplier d")
+    group.add_argument("--resolution", type=int, help="input resolution r in pixels (also overrides MODEL's)")
+    group = parser.add_argument_group("the compound rule (Section 3.3): d = alpha^phi, w = beta^phi, r = gamma^phi")
+    group.add_argument("--phi", type=float, help="compound coefficient (>= 0)")
+    group.add_argument("--alpha", type=float, help="depth base (>= 1, paper 1.2)")
+    group.add_argument("--beta", type=float, help="width base (>= 1, paper 1.1)")
+    group.add_argument("--gamma", type=float, help="resolution base (>= 1, paper 1.15)")
+    parser.add_argument("--num-classes", type=int, default=1000, help="classifier outputs (default 1000)")
+
+
+def config_from_args(args):
+    """The EfficientNetConfig that a command's scaling options describe."""
+    scaling = {k: getattr(args, k) for k in ("width", "depth", "resolution", "phi", "alpha", "beta", "gamma")}
+    if args.model is None and all(v is None for v in scaling.values()):
+        raise UserError(f"give a model ({', '.join(FAMILY)}) or --width/--depth/--resolution or --phi")
+    return resolve(args.model, num_classes=args.num_classes, **{k: v for k, v in scaling.items() if v is not None})
+
+
+# ---------------------------------------------------------------------------------------------------- info
+def add_info_command(subparsers) -> None:
+    parser = subparsers.add_parser("info", help="the scaled Table 1 of any family member or scaling point")
+    _add_scaling_options(parser)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=cmd_info)
+
+
+def info_payload(config) -> dict:
+    from .model import EfficientNet
+
+    params = sum(p.numel() for p in EfficientNet(config).parameters())
+    payload = {
+        "name": config.name, "width": config.width, "depth": config.depth, "resolution": config.resolution,
+        "num_classes": config.num_classes, "lite": config.lite, "params": int(params),
+        "stages": [
+            {"stage": s.stage, "operator": s.operator, "kernel": s.kernel, "stride": s.stride,
+             "in_channels": s.in_channels, "out_channels": s.out_channels, "layers": s.layers,
+             "resolution": s.resolution}
+            for s in stages(config)
+        ],
+    }
+    if config.compound is not None:
+        point = config.compound
+        payload["compound"] = {"phi": point.phi, "alpha": point.alpha, "beta": point.beta, "gamma": point.gamma,
+                               "resolution_exact": point.resolution_exact, "flops_factor": point.flops_factor}
+    return payload
+
+
+def info_text(payload: dict) -> str:
+    lines = [f"EfficientNet {payload['name']}: width {payload['width']:g}, depth {payload['depth']:g}, "
+             f"resolution {payload['resolution']}" + (" (Lite: ReLU6, no SE)" if payload["lite"] else "")]
+    if "compound" in payload:
+        c = payload["compound"]
+        lines.append(f"compound rule: phi {c['phi']:g}, alpha {c['alpha']:g}, beta {c['beta']:g}, gamma {c['gamma']:g}"
+                     f" -> r = 224 * gamma^phi = {c['resolution_exact']:.2f} -> {payload['resolution']};"
+                     f" alpha*beta^2*gamma^2 = {c['flops_factor']:.4f} (target ~2)")
+    header = f"{'stage':>5}  {'operator':<24}{'kernel':>6}{'stride':>7}{'in':>6}{'out':>6}{'layers':>7}{'resolution':>12}"
+    lines += ["", header, "-" * len(header)]
+    for s in payload["stages"]:
+        res = f"{s['resolution']}x{s['resolution']}"
+        lines.append(f"{s['stage']:>5}  {s['operator']:<24}{s['kernel']:>6}{s['stride']:>7}{s['in_channels']:>6}"
+                     f"{s['out_channels']:>6}{s['layers']:>7}{res:>12}")
+    lines += ["", f"parameters: {payload['params']:,} ({payload['num_classes']} classes)"]
+    return "\n".join(lines)
+
+
+def cmd_info(args) -> None:
+    payload = info_payload(config_from_args(args))
+    _emit(args, payload, info_text(payload))
+
+
+# ------------------------------------------------------------------------------------------------- predict
+def add_predict_command(subparsers) -> None:
+    parser = subparsers.add_parser("predict", help="classify images with real ImageNet weights")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
+    parser.add_argument("--model", default="lite0",
+                        help="lite0, lite1, lite2 (offline weights), or b0..b7 (torchvision weights: internet once)")
+    parser.add_argument("--weights", help="a state-dict file instead of the released weights "
+                                          "(ours, torchvision, timm or EfficientNet-PyTorch keys)")
+    parser.add_argument("--source", choices=["ours", "torchvision", "timm", "timm_tf", "lite"],
+                        help="where --weights come from (default: read from its keys; timm files need timm or timm_tf)")
+    parser.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=cmd_predict)
+
+
+def load_model(name: str, weights: str | None = None, source: str | None = None):
+    """A model in eval mode: the released weights of ``name``, or the file ``weights`` loaded into ``name``'s shape."""
+    from .weights import from_file, pretrained
+
+    return (pretrained(name) if weights is None else from_file(name, weights, source)).eval()
+
+
+def cmd_predict(args) -> None:
+    from .images import classify, load_image
+
+    images = [load_image(path) for path in args.images]  # fail on a bad file before loading any model
+    model = load_model(args.model, args.weights, args.source)
+    results = classify(model, images, top=args.top)
+    payload = [{"image": path, "top": [{"label": label, "index": index, "probability": prob}
+                                       for label, index, prob in top]}
+               for path, top in zip(args.images, results)]
+    lines = []
+    for item in payload:
+        lines.append(f"{item['image']} ({model.config.name}):")
+        lines += [f"  {t['probability']:7.2%}  {t['label']} ({t['index']})" for t in item["top"]]
+    _emit(args, payload, "\n".join(lines))
+
+
+# -------------------------------------------------------------------------------------------------- main
+COMMANDS = [add_info_command, add_predict_command]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="effnet-edu", description="EfficientNet (Tan & Le, 2019) to learn and use.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from .images import ImageError
+    from .weights import WeightsError
+
+    try:
+        args.func(args)
+    except (UserError, ScalingError, ImageError, WeightsError) as exc:
+        print(f"effnet-edu {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"effnet-edu {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
