@@ -54,17 +54,23 @@ def config_from_args(args):
 def add_info_command(subparsers) -> None:
     parser = subparsers.add_parser("info", help="the scaled Table 1 of any family member or scaling point")
     _add_scaling_options(parser)
+    parser.add_argument("--layers", action="store_true",
+                        help="also print parameters, multiply-adds and activations of every layer")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=cmd_info)
 
 
-def info_payload(config) -> dict:
-    from .model import EfficientNet
+def info_payload(config, layers: bool = False) -> dict:
+    from .accounting import count
 
-    params = sum(p.numel() for p in EfficientNet(config).parameters())
+    # Counted from the architecture (accounting.py, checked against the built model in the tests): no network
+    # is built, so `info b7` answers at once. macs = multiply-adds (the paper's FLOPS); flops = 2 x macs.
+    report = count(config)
     payload = {
         "name": config.name, "width": config.width, "depth": config.depth, "resolution": config.resolution,
-        "num_classes": config.num_classes, "lite": config.lite, "params": int(params),
+        "num_classes": config.num_classes, "lite": config.lite, "params": report.params,
+        "macs": report.macs, "flops": report.flops, "activations": report.activations,
+        "activation_bytes": report.activation_bytes,
         "stages": [
             {"stage": s.stage, "operator": s.operator, "kernel": s.kernel, "stride": s.stride,
              "in_channels": s.in_channels, "out_channels": s.out_channels, "layers": s.layers,
@@ -72,6 +78,8 @@ def info_payload(config) -> dict:
             for s in stages(config)
         ],
     }
+    if layers:
+        payload["layers"] = [row.to_dict() for row in report.layers]
     if config.compound is not None:
         point = config.compound
         payload["compound"] = {"phi": point.phi, "alpha": point.alpha, "beta": point.beta, "gamma": point.gamma,
@@ -94,11 +102,21 @@ def info_text(payload: dict) -> str:
         lines.append(f"{s['stage']:>5}  {s['operator']:<24}{s['kernel']:>6}{s['stride']:>7}{s['in_channels']:>6}"
                      f"{s['out_channels']:>6}{s['layers']:>7}{res:>12}")
     lines += ["", f"parameters: {payload['params']:,} ({payload['num_classes']} classes)"]
+    lines += [f"multiply-adds (paper's FLOPS): {payload['macs']:,} ({payload['macs'] / 1e9:.3f} B)",
+              f"FLOPs (2 x MACs): {payload['flops']:,} ({payload['flops'] / 1e9:.3f} B)",
+              f"activations (batch 1): {payload['activations']:,} elements, "
+              f"{payload['activation_bytes'] / 2**20:,.1f} MiB at fp32"]
+    if "layers" in payload:
+        header = f"{'layer':<26}{'params':>12}{'MACs':>16}{'activations':>13}  out shape"
+        lines += ["", header, "-" * len(header)]
+        for row in payload["layers"]:
+            shape = "x".join(map(str, row["out_shape"]))
+            lines.append(f"{row['name']:<26}{row['params']:>12,}{row['macs']:>16,}{row['activations']:>13,}  {shape}")
     return "\n".join(lines)
 
 
 def cmd_info(args) -> None:
-    payload = info_payload(config_from_args(args))
+    payload = info_payload(config_from_args(args), layers=args.layers)
     _emit(args, payload, info_text(payload))
 
 
