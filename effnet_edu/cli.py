@@ -158,8 +158,83 @@ def cmd_predict(args) -> None:
     _emit(args, payload, "\n".join(lines))
 
 
+# --------------------------------------------------------------------------------------------------- train
+def add_train_command(subparsers) -> None:
+    from .train.config import add_arguments
+
+    parser = subparsers.add_parser(
+        "train", help="train on an ImageNet-style folder with the paper's recipe (every recipe value is an option)",
+        description="Train with the recipe of Section 5.2 (defaults = the paper's values). Multi-GPU: "
+                    "torchrun --nproc_per_node 8 -m effnet_edu train ...")
+    add_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    parser.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> None:
+    from .train import DataError, from_args, train
+
+    if not args.data:
+        raise UserError("--data DIR is required (DIR/train/<class>/*.JPEG, optionally DIR/val/<class>/...)")
+    try:
+        result = train(from_args(args))
+    except (DataError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
+    metrics = ", ".join(f"{k} {v:.2f}" for k, v in result.items() if k.endswith(("top1", "top5")))
+    _emit(args, result, f"done: step {result['step']}, {metrics}; checkpoints in {args.output}")
+
+
+# ---------------------------------------------------------------------------------------------------- eval
+def add_eval_command(subparsers) -> None:
+    parser = subparsers.add_parser("eval", help="top-1/top-5 accuracy of weights on DIR/val (resize + center crop)")
+    parser.add_argument("--model", help="b0..b7, lite0..lite4 (optional for files written by effnet-edu)")
+    parser.add_argument("--weights", required=True, help="our checkpoint (EMA weights used), or a torchvision, "
+                                                         "timm or EfficientNet-PyTorch state-dict file")
+    parser.add_argument("--source", choices=["ours", "torchvision", "timm", "timm_tf", "lite"],
+                        help="where --weights come from (default: read from its keys; timm files need timm or timm_tf)")
+    parser.add_argument("--data", required=True, help="dataset folder holding SPLIT/<class>/<images>")
+    parser.add_argument("--split", default="val", help="subfolder to evaluate (default: val)")
+    parser.add_argument("--resolution", type=int, help="input resolution (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--num-workers", type=int, default=4)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+    parser.add_argument("--json", action="store_true", help="machine-readable output: top1, top5 in percent")
+    parser.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> None:
+    import warnings
+    from pathlib import Path
+
+    import torch
+
+    from .images import eval_transform, source_of
+    from .train import DataError, FolderDataset, evaluate, scan_folder
+    from .weights import from_file
+
+    device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
+    model = from_file(args.model, args.weights, args.source).eval().to(device)
+    resolution = args.resolution or model.config.resolution
+    try:
+        samples, classes, _ = scan_folder(Path(args.data) / args.split)
+    except DataError as exc:
+        raise UserError(str(exc)) from None
+    if len(classes) > model.config.num_classes:
+        raise UserError(f"{args.data}/{args.split} has {len(classes)} class folders but the model only "
+                        f"{model.config.num_classes} classes")
+    if len(classes) < model.config.num_classes:
+        warnings.warn(f"{len(classes)} class folders for a {model.config.num_classes}-class model: label i is the "
+                      f"i-th folder in sorted order, which matches only if the folders are the model's classes")
+    data = FolderDataset(samples, eval_transform(resolution, source_of(model)))
+    loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, num_workers=args.num_workers)
+    result = {"model": model.config.name, "resolution": resolution, **evaluate(model, loader, device)}
+    _emit(args, result, f"{model.config.name} at {resolution}px on {result['images']} images: "
+                        f"top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}%"
+                        + (f" ({result['bad']} unreadable images replaced)" if result["bad"] else ""))
+
+
 # -------------------------------------------------------------------------------------------------- main
-COMMANDS = [add_info_command, add_predict_command]
+COMMANDS = [add_info_command, add_predict_command, add_train_command, add_eval_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,120 @@
+"""The whole ImageNet training recipe as ONE dataclass: every field defaults to the paper's (or the official code's)
+value, and ``add_arguments`` turns every field into a command-line option, so nothing is hidden in the code.
+
+Sources: Tan & Le 2019, Section 5.2 ("RMSProp optimizer with decay 0.9 and momentum 0.9; batch norm momentum 0.99;
+weight decay 1e-5; initial learning rate 0.256 that decays by 0.97 every 2.4 epochs ... AutoAugment ... stochastic
+depth with survival probability 0.8 ... We reserve 25K randomly picked images from the training set as a minival
+set"), and the official TPU code for what the text leaves out (warmup, eps inside the sqrt, EMA, label smoothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import typing
+from dataclasses import dataclass, fields
+
+
+@dataclass
+class TrainConfig:
+    # --- what to train, where ---
+    model: str = "b0"  # a family member b0..b7 / lite0..lite4 (sets width, depth, resolution and dropout)
+    data: str = ""  # folder with train/<class>/*.JPEG and (optionally) val/<class>/*.JPEG
+    output: str = "runs/effnet"  # checkpoints (last.pt, best.pt), log.csv, TensorBoard events
+    width: float | None = None  # a custom scaling point instead of a family member (e.g. tiny test models)
+    depth: float | None = None
+    resolution: int | None = None  # None: the model's own (224 for B0)
+    num_classes: int | None = None  # None: the number of class folders in train/
+    dropout: float | None = None  # None: the model's own, 0.2 (B0) .. 0.5 (B7), before the FC layer
+    drop_path: float = 0.2  # stochastic depth of the last block: survival probability 0.8 (Section 5.2)
+    # --- optimisation: RMSProp with TF semantics (official code) ---
+    epochs: float = 350.0  # "about 350 epochs" (official code: 350)
+    batch_size: int = 4096  # GLOBAL images per optimizer step (all processes x accumulation); paper: 4096 on TPU
+    lr_per_256: float = 0.016  # base lr 0.016 per 256 images: 0.256 at batch 4096, the paper's "0.256"
+    warmup_epochs: float = 5.0  # linear warmup from 0 (official code)
+    decay_epochs: float = 2.4  # lr x decay_rate every 2.4 epochs, staircase (Section 5.2)
+    decay_rate: float = 0.97
+    rmsprop_decay: float = 0.9  # TF's "decay" = rho, the squared-gradient average (Section 5.2)
+    momentum: float = 0.9
+    eps: float = 1e-3  # added INSIDE the square root, TF-style (torch.optim.RMSprop adds it outside)
+    weight_decay: float = 1e-5  # L2 loss term on all weights except BatchNorm's (Section 5.2, official code)
+    decay_biases: bool = True  # the official code decays every non-BN variable, biases of SE and FC included
+    label_smoothing: float = 0.1  # official code
+    ema_decay: float = 0.9999  # EMA of weights AND BN statistics; evaluation uses the EMA (official code)
+    ema_warmup: bool = True  # TF's num_updates: decay = min(ema_decay, (1 + t) / (10 + t)) at step t
+    # --- data ---
+    augment: str = "autoaugment"  # "autoaugment" (ImageNet policy, Section 5.2), "randaugment" or "none"
+    randaugment_n: int = 2
+    randaugment_m: int = 9
+    minival_size: int = 25000  # training images held out for model selection (Section 5.2); 0: none
+    num_workers: int = 8  # data loader processes per training process
+    skip_bad_images: bool = True  # a corrupt image is reported and replaced; False: raise at once
+    seed: int = 0  # fixes the split, the data order, the augmentations and the initialisation
+    # --- engine ---
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"
+    precision: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16" (autocast)
+    channels_last: bool = True  # faster convolutions on CUDA tensor cores
+    compile: bool = False  # torch.compile the model
+    sync_bn: bool = False  # SyncBatchNorm across processes (the official TPU code normalises per replica)
+    accumulate: int = 1  # gradient accumulation steps per optimizer step
+    checkpoint_every: int = 1000  # also write last.pt every N optimizer steps (always at each epoch end)
+    max_steps: int = 0  # stop after this many optimizer steps in total (0: run all epochs)
+    eval_every: int = 1  # evaluate minival (and val) every N epochs
+    log_every: int = 50  # log loss/lr/throughput every N steps
+    resume: bool = False  # continue exactly from <output>/last.pt
+    tensorboard: bool = True
+    progress: bool = True  # tqdm bar on rank 0
+
+
+def field_help() -> dict[str, str]:
+    """Each field's trailing comment, so ``--help`` says *why* a default is what it is (one source of truth)."""
+    source = inspect.getsource(TrainConfig)
+    return dict(re.findall(r"^    (\w+): [^#\n]*#\s*(.*)$", source, flags=re.M))
+
+
+def _field_type(f: dataclasses.Field, hints: dict) -> type:
+    hint = hints[f.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint  # "float | None" -> float
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def add_arguments(parser: argparse.ArgumentParser, skip=()) -> None:
+    """One ``--option`` per TrainConfig field (``--batch-size``, ``--lr-per-256`` ...), default = the paper's.
+    Booleans take ``--flag`` / ``--no-flag``; optional fields accept ``none``."""
+    hints = typing.get_type_hints(TrainConfig)
+    helps = field_help()
+    for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
+        kind = _field_type(f, hints)
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=f"{helps.get(f.name, '')} (default: {f.default})".replace("%", "%%"))
+            continue
+        convert = kind
+        if f.default is None:
+            def convert(text, kind=kind):
+                return None if text.lower() == "none" else kind(text)
+        parser.add_argument(flag, type=convert, default=f.default, metavar=kind.__name__.upper(),
+                            help=f"{helps.get(f.name, '')} (default: {f.default})".replace("%", "%%"))
+
+
+def from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    return TrainConfig(**{**values, **overrides})
+
+
+def describe(config: TrainConfig) -> str:
+    """The recipe as a fixed-format table (one line per field), e.g. for the notebook and the log."""
+    return "\n".join(f"{f.name:<17} {getattr(config, f.name)!r}" for f in fields(config))
