@@ -1,0 +1,115 @@
+"""Real weights on real photos, and every way a user can hand us bad weights or bad images."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from effnet_edu import WeightsError, build, pretrained
+from effnet_edu.images import ImageError, classify, imagenet_classes, load_image, sample_photos
+from effnet_edu.weights import from_file, load_checkpoint, load_weights, lite_checkpoint, save_weights
+
+# What a person sees in each photo bundled with scikit-image / scikit-learn, as ImageNet classes.
+SENSIBLE = {
+    "chelsea": {"tabby", "tiger cat", "Egyptian cat"},  # a tabby cat
+    "coffee": {"espresso", "cup", "coffee mug"},  # a cup of coffee
+    "china": {"palace", "monastery", "bell cote", "castle", "pagoda"},  # a Chinese temple
+    "motorcycle": {"moped", "motor scooter", "disk brake", "crash helmet"},  # a motorbike
+    "rocket": {"missile", "projectile", "space shuttle", "drilling platform"},  # a rocket on its pad
+}
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return sample_photos()
+
+
+@pytest.mark.parametrize("name", ["lite0", "lite1", "lite2"])
+def test_real_lite_weights_classify_real_photos(name, photos):
+    model = pretrained(name)
+    results = classify(model, [photos[k] for k in SENSIBLE], top=3)
+    for photo, top in zip(SENSIBLE, results):
+        labels = {label for label, _, _ in top}
+        assert labels & SENSIBLE[photo], f"{name} on {photo}: {top}"
+    # the coffee photo is unambiguous: espresso is the top-1 class with a clear margin
+    coffee = results[list(SENSIBLE).index("coffee")]
+    assert coffee[0][0] == "espresso" and coffee[0][2] > 0.5
+
+
+def test_imagenet_classes():
+    names = imagenet_classes()
+    assert len(names) == 1000 and names[0] == "tench" and names[285] == "Egyptian cat"
+
+
+def test_weights_for_another_variant_name_the_keys():
+    state = load_checkpoint(lite_checkpoint("lite0"))
+    with pytest.raises(WeightsError) as info:
+        load_weights(build("lite1"), state)
+    message = str(info.value)
+    assert "do not fit lite1" in message and "16 MBConv blocks" in message and "21 MBConv blocks" in message
+    assert "missing: _blocks.16." in message and "wrong shape:" in message
+    assert info.value.missing and info.value.mismatched
+
+
+def test_weights_for_another_class_count():
+    state = build("b0", num_classes=10).state_dict()
+    with pytest.raises(WeightsError) as info:
+        load_weights(build("b0"), state)
+    assert "10 classes in the checkpoint" in str(info.value)
+    assert "classifier.weight: checkpoint (10, 1280), model (1000, 1280)" in str(info.value)
+
+
+def test_unexpected_keys_are_named():
+    state = build("b0").state_dict()
+    state["extra.weight"] = torch.zeros(1)
+    with pytest.raises(WeightsError, match="unexpected: extra.weight"):
+        load_weights(build("b0"), state)
+
+
+def test_unknown_keys_and_bad_files(tmp_path):
+    with pytest.raises(WeightsError, match="cannot tell where these weights come from"):
+        load_weights(build("b0"), {"foo": torch.zeros(1)})
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
+        load_checkpoint(bad)
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pth")
+    with pytest.raises(WeightsError, match="offline ImageNet weights exist for lite0, lite1, lite2 only"):
+        lite_checkpoint("lite3")
+
+
+def test_saved_weights_rebuild_the_same_model(tmp_path, photos):
+    model = pretrained("lite0")
+    path = save_weights(model, tmp_path / "lite0.pth")
+    again = from_file(None, path)
+    assert again.config.same_padding and again.weights_source == "lite"
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(model(x), again.eval()(x))
+
+
+def test_bad_images(tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is not a picture")
+    with pytest.raises(ImageError, match="notes.jpg: not an image file"):
+        load_image(text)
+    truncated = tmp_path / "cut.jpg"
+    photo = tmp_path / "ok.jpg"
+    sample_photos()["chelsea"].save(photo)
+    truncated.write_bytes(photo.read_bytes()[:2000])
+    with pytest.raises(ImageError, match="cut.jpg: cannot decode"):
+        load_image(truncated)
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "nothing.png")
+    with pytest.raises(ImageError, match="is a folder"):
+        load_image(tmp_path)
+
+
+def test_library_import_stays_light():
+    code = ("import sys, effnet_edu, effnet_edu.cli, effnet_edu.images, effnet_edu.weights; "
+            "heavy = [m for m in ('ipywidgets', 'matplotlib', 'jupyter', 'jupyter_client', 'IPython', "
+            "'notebook', 'jupyterlab') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
