@@ -4,3 +4,8 @@ Installed as ``effnet_edu_widgets`` (this folder is ``widgets/`` in the reposito
 
     from effnet_edu_widgets import ScalingExplorer
 """
+
+from .block import BlockExplorer
+from .scaling import ScalingExplorer
+
+__all__ = ["BlockExplorer", "ScalingExplorer"]

@@ -1,0 +1,140 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · The EfficientNet-B0 baseline
+#
+# Compound scaling (notebook 03) only works from a good baseline. B0 came out of a neural architecture search
+# that maximised `ACC(m) x [FLOPS(m) / T]^w` with `T = 400M` and `w = -0.07` (Section 4). Its architecture is
+# Table 1 of the paper. Here we regenerate Table 1 from the library's data, compare it with the paper row by row,
+# and check the parameter and multiply-add counts against the paper and against torchvision.
+
+# %%
+import torch
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+
+import effnet_edu as ee
+
+torch.manual_seed(0)
+torch.set_num_threads(2)
+config = ee.resolve("b0")
+config
+
+# %% [markdown]
+# ## Table 1, regenerated
+# `ee.stages(config)` gives the nine rows: the stem (stage 1), seven MBConv stages, and the head (stage 9).
+# "resolution" is the stage's *input* resolution, as in the paper.
+
+# %% tags=["nbval-check-output"]
+rows = ee.stages(config)
+print(f"{'stage':>5}  {'operator':24s} {'resolution':>10}  {'channels':>8}  {'layers':>6}  {'stride':>6}")
+for r in rows:
+    op = f"{r.operator}, k{r.kernel}x{r.kernel}" if r.operator.startswith("MBConv") else r.operator
+    print(f"{r.stage:>5}  {op:24s} {r.resolution:>4}x{r.resolution:<5}  {r.out_channels:>8}  {r.layers:>6}  {r.stride:>6}")
+
+# %% [markdown]
+# ## Compared with the paper
+# The paper's Table 1, typed in from the paper (operator, input resolution, output channels, layers):
+
+# %% tags=["nbval-check-output"]
+paper_table1 = [
+    (1, "Conv3x3", 224, 32, 1),
+    (2, "MBConv1, k3x3", 112, 16, 1),
+    (3, "MBConv6, k3x3", 112, 24, 2),
+    (4, "MBConv6, k5x5", 56, 40, 2),
+    (5, "MBConv6, k3x3", 28, 80, 3),
+    (6, "MBConv6, k5x5", 14, 112, 3),
+    (7, "MBConv6, k5x5", 14, 192, 4),
+    (8, "MBConv6, k3x3", 7, 320, 1),
+    (9, "Conv1x1 & Pooling & FC", 7, 1280, 1),
+]
+for (stage, op, res, channels, layers), r in zip(paper_table1, rows):
+    ours = f"{r.operator}, k{r.kernel}x{r.kernel}" if r.operator.startswith("MBConv") else r.operator
+    match = (ours, r.resolution, r.out_channels, r.layers) == (op, res, channels, layers)
+    print(f"stage {stage}: {op:24s} {res:>3}px {channels:>5} ch x{layers}  {'matches' if match else 'DIFFERS'}")
+
+# %% [markdown]
+# ## The 16 blocks
+# Table 1's "layers" column expands into 16 MBConv blocks. Only the first block of a stage changes stride or
+# channels; the others have a residual connection. The stochastic depth rate grows linearly from 0 to 0.2.
+
+# %% tags=["nbval-check-output"]
+print(f"{'block':15s} {'in':>4} {'out':>4} {'hidden':>6} {'k':>2} {'s':>2} {'SE':>3} {'res':>4} {'residual':>8} {'drop':>6}")
+for b in ee.blocks(config):
+    print(f"{b.name:15s} {b.in_channels:>4} {b.out_channels:>4} {b.hidden_channels:>6} {b.kernel_size:>2} {b.stride:>2} "
+          f"{b.se_channels:>3} {b.in_resolution:>4} {str(b.residual):>8} {b.drop_path:>6.4f}")
+
+# %% [markdown]
+# ## Build it and count
+# The paper says 5.3M parameters. torchvision's independent implementation gives us an exact oracle.
+
+# %% tags=["nbval-check-output"]
+model = ee.build("b0").eval()
+ours = sum(p.numel() for p in model.parameters())
+reference = sum(p.numel() for p in torchvision.models.efficientnet_b0(weights=None).parameters())
+print(f"effnet_edu B0:  {ours:,} parameters")
+print(f"torchvision B0: {reference:,} parameters   equal: {ours == reference}")
+print(f"paper:          5.3M")
+
+# %% [markdown]
+# ## Shapes, stage by stage
+# A 224x224 image is halved five times (stem, stages 3, 4, 5, 7): the last feature map is 7x7 with 1280 channels.
+
+# %% tags=["nbval-check-output"]
+x = torch.randn(1, 3, 224, 224)
+with torch.no_grad():
+    features = model.stage_features(x)
+for name, f in features.items():
+    print(f"{name}: {tuple(f.shape)}")
+with torch.no_grad():
+    print("logits:", tuple(model(x).shape))
+
+# %% [markdown]
+# ## Multiply-adds
+# The paper's "0.39B FLOPS" are multiply-adds of the convolutions and the FC layer. `FlopCounterMode` counts
+# 2 FLOPs per multiply-add, so we halve its count.
+
+# %% tags=["nbval-check-output"]
+with FlopCounterMode(display=False) as counter, torch.no_grad():
+    model(x)
+macs = counter.get_total_flops() // 2
+print(f"B0 at 224x224: {macs:,} multiply-adds = {macs / 1e9:.3f}B (paper: 0.39B)")
+print(f"               {2 * macs / 1e9:.3f} GFLOPs if one multiply-add counts as 2 FLOPs")
+
+# %% [markdown]
+# ## Where the cost is, stage by stage
+# Parameters pile up at the end (wide channels), multiply-adds at the start (large resolutions).
+
+# %% tags=["nbval-check-output"]
+per_stage = counter.get_flop_counts()
+parts = {"stage1": model.stem, **dict(model.stages.named_children()), "stage9": model.head}
+paths = {"stage1": "EfficientNet.stem", "stage9": "EfficientNet.head"}
+print(f"{'stage':7s} {'params':>10} {'MACs':>13}")
+for name, module in parts.items():
+    path = paths.get(name, f"EfficientNet.stages.{name}")
+    stage_macs = sum(per_stage.get(path, {}).values()) // 2
+    print(f"{name:7s} {sum(p.numel() for p in module.parameters()):>10,} {stage_macs:>13,}")
+fc_macs = sum(per_stage.get("EfficientNet.classifier", {}).values()) // 2
+print(f"{'FC':7s} {sum(p.numel() for p in model.classifier.parameters()):>10,} {fc_macs:>13,}")
+
+# %% [markdown]
+# ## Exercises
+# 1. Which stage holds the most parameters, and which the most multiply-adds? Explain both with channels and
+#    resolution.
+# 2. Table 1 lists the stride of each stage's *first* layer. Change B0 to 256x256 input
+#    (`ee.resolve("b0", resolution=256)`): which rows of the table change?
+# 3. The head (stage 9) is a 1x1 conv from 320 to 1280 channels at 7x7. How much of B0's parameters are in the
+#    head plus the classifier? Is that a lot?
+# 4. Compare `ee.stages(ee.resolve("lite0"))` with B0's table: what differs, and why does a mobile accelerator
+#    care?

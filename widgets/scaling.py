@@ -1,0 +1,319 @@
+"""ScalingExplorer: compound scaling (Section 3.3) with sliders for phi, alpha, beta and gamma.
+
+    from effnet_edu_widgets import ScalingExplorer
+    ScalingExplorer()                      # in a notebook or a Voila dashboard
+
+The computation is a set of pure functions of the slider values (``scaling_state``, ``readouts``,
+``stage_table_html``, ``comparison_html``, ``macs_curve``): tests call them directly, and the widget only owns
+the controls and the redraw. Counting uses ``effnet_edu.accounting`` (nothing is built), so a slider move costs
+about a millisecond of arithmetic; the plots are redrawn by blitting (only the moving artists are drawn onto a
+cached background), which keeps a whole update well under 100 ms.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass
+from html import escape
+
+from effnet_edu.accounting import Report, count
+from effnet_edu.arch import FAMILY, resolve
+from effnet_edu.scaling import FLOPS_BUDGET, PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, CompoundPoint, compound
+
+MODES = ("paper formula", "released B0-B7")
+CONSTRAINT_TOLERANCE = 0.1  # how close alpha * beta^2 * gamma^2 must be to 2 to count as "~2"
+MAX_PHI = 7.0
+
+# Table 2's comparison rows (paper): name, params, multiply-adds ("FLOPS"), top-1. GPipe has no FLOPs in the table.
+PAPER_TABLE2 = (
+    ("ResNet-50", 26e6, 4.1e9, 76.0),
+    ("DenseNet-169", 14e6, 3.5e9, 76.2),
+    ("ResNet-152", 60e6, 11e9, 77.8),
+    ("Inception-v3", 24e6, 5.7e9, 78.8),
+    ("Xception", 23e6, 8.4e9, 79.0),
+    ("ResNeXt-101", 84e6, 32e9, 80.9),
+    ("SENet", 146e6, 42e9, 82.7),
+    ("NASNet-A", 89e6, 24e9, 82.7),
+    ("AmoebaNet-C", 155e6, 41e9, 83.5),
+)
+RELEASED = tuple(f"b{i}" for i in range(8))
+
+
+@dataclass(frozen=True)
+class ScalingState:
+    """Everything the explorer shows for one position of the controls."""
+
+    mode: str  # one of MODES
+    phi: float  # as used: snapped to a whole number in "released" mode
+    point: CompoundPoint  # the compound rule at phi (alpha^phi, beta^phi, gamma^phi)
+    formula: Report  # the network the formula gives
+    released: Report | None  # the released member b<phi> ("released" mode only)
+
+    @property
+    def shown(self) -> Report:
+        """The network whose numbers the readouts show."""
+        return self.released if self.released is not None else self.formula
+
+
+def scaling_state(phi, alpha=PAPER_ALPHA, beta=PAPER_BETA, gamma=PAPER_GAMMA, mode=MODES[0]) -> ScalingState:
+    """The pure function behind the widget. Raises ``ScalingError`` (a ``ValueError``) for impossible values."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    point = compound(phi, alpha, beta, gamma)  # validates phi >= 0 and alpha, beta, gamma >= 1
+    if point.phi > MAX_PHI:
+        raise ValueError(f"phi must be between 0 and {MAX_PHI:g} (B0..B7), got {point.phi:g}")
+    released = None
+    if mode == MODES[1]:
+        n = int(math.floor(point.phi + 0.5))  # snap to the released member with that phi
+        point = compound(n, alpha, beta, gamma)
+        released = count(FAMILY[f"b{n}"].name)
+    formula = count(resolve(phi=point.phi, alpha=point.alpha, beta=point.beta, gamma=point.gamma))
+    return ScalingState(mode, point.phi, point, formula, released)
+
+
+def _si(value: float, unit: str = "") -> str:
+    for scale, prefix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{prefix}{unit}"
+    return f"{value:.3g}{unit}"
+
+
+def constraint_text(point: CompoundPoint) -> str:
+    factor = point.flops_factor
+    ok = abs(factor - FLOPS_BUDGET) <= CONSTRAINT_TOLERANCE
+    mark = "&#x2713; meets ~2" if ok else f"&#x2717; misses ~2 (allowed {FLOPS_BUDGET - CONSTRAINT_TOLERANCE:g}" \
+                                             f"..{FLOPS_BUDGET + CONSTRAINT_TOLERANCE:g})"
+    return f"{factor:.4f} {mark}"
+
+
+def readouts(state: ScalingState) -> dict[str, str]:
+    """The readouts as HTML snippets, keyed by name (each becomes a widget with CSS class ``effnet-<name>``).
+    Exact integers are printed in full, so a test can compare them with the library's counts."""
+    r, p = state.shown, state.point
+    c = r.config
+    source = f"released {c.name.upper()}" if state.released is not None else f"formula, phi = {state.phi:g}"
+    return {
+        "model": f"<b>network</b>: {escape(source)}",
+        "depth": f"<b>depth</b> d = {c.depth:.3f}" + ("" if state.released else f" (alpha^phi = {p.depth:.4f})"),
+        "width": f"<b>width</b> w = {c.width:.3f}" + ("" if state.released else f" (beta^phi = {p.width:.4f})"),
+        "resolution": f"<b>resolution</b> r = {c.resolution} px"
+                      + ("" if state.released else f" (224 * gamma^phi = {p.resolution_exact:.1f})"),
+        "constraint": f"<b>alpha * beta^2 * gamma^2</b> = {constraint_text(p)}",
+        "params": f"<b>params</b> {r.params:,} ({_si(r.params)})",
+        "macs": f"<b>MACs</b> (the paper's FLOPS) {r.macs:,} ({_si(r.macs)})",
+        "flops": f"<b>FLOPs</b> = 2 x MACs = {r.flops:,} ({_si(r.flops)})",
+        "activations": f"<b>activation memory</b> {r.activation_bytes / 2**20:,.1f} MiB "
+                       f"(all layer outputs, batch 1, fp32)",
+    }
+
+
+def stage_table_html(state: ScalingState) -> str:
+    """The scaled Table 1 (channels, layers, resolution per stage) as an HTML table."""
+    r = state.shown
+    rows = "".join(
+        f"<tr><td>{s.stage}</td><td>{escape(s.operator)}</td><td>{s.resolution}x{s.resolution}</td>"
+        f"<td>{s.out_shape[0]}</td><td>{s.layers}</td><td>{s.params:,}</td><td>{s.macs:,}</td></tr>"
+        for s in r.stages
+    )
+    return (
+        f"<table class='effnet-table'><caption>Table 1 scaled: {escape(r.config.name)} "
+        f"(input {r.config.resolution}px)</caption>"
+        "<tr><th>stage</th><th>operator</th><th>resolution</th><th>channels</th><th>layers</th>"
+        f"<th>params</th><th>MACs</th></tr>{rows}</table>"
+    )
+
+
+def comparison_html(state: ScalingState) -> str:
+    """Released member next to the formula at the same phi: the mismatch users ask about most."""
+    if state.released is None:
+        return ""
+    rel, form = state.released, state.formula
+    n = int(state.phi)
+    rows = [
+        ("depth", f"{rel.config.depth:g}", f"{form.config.depth:.3f}"),
+        ("width", f"{rel.config.width:g}", f"{form.config.width:.3f}"),
+        ("resolution", f"{rel.config.resolution}", f"{form.config.resolution}"),
+        ("params", f"{rel.params:,}", f"{form.params:,}"),
+        ("MACs", f"{rel.macs:,}", f"{form.macs:,}"),
+    ]
+    body = "".join(f"<tr><td>{a}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in rows)
+    ratio = rel.macs / form.macs
+    return (
+        f"<table class='effnet-table'><caption>released B{n} vs the formula at phi = {n} "
+        f"(alpha={state.point.alpha:g}, beta={state.point.beta:g}, gamma={state.point.gamma:g}): "
+        f"MACs ratio {ratio:.3f}</caption><tr><th></th><th>released B{n}</th><th>formula</th></tr>{body}</table>"
+    )
+
+
+_CURVES: dict[tuple[float, float, float], tuple[list[float], list[int], bool]] = {}
+
+
+def macs_curve(alpha: float, beta: float, gamma: float, step: float = 0.25, limit: float = 1e12,
+               budget_s: float | None = None) -> tuple[list[float], list[int], bool]:
+    """Counted MACs of the formula's network for phi = 0, step, ..., 7: (phis, macs, complete).
+
+    Stops past ``limit`` (the top of the plot). With ``budget_s``, stops after that much time and resumes on the
+    next call: with alpha near 2 the network at phi = 7 has thousands of blocks, and a slider move must stay fast.
+    """
+    key = (float(alpha), float(beta), float(gamma))
+    phis, macs, complete = _CURVES.get(key, ([], [], False))
+    start = time.perf_counter()
+    n = int(round(MAX_PHI / step)) + 1
+    while not complete and len(phis) < n:
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+        phi = len(phis) * step
+        phis.append(phi)
+        macs.append(count(resolve(phi=phi, alpha=alpha, beta=beta, gamma=gamma)).macs)
+        complete = macs[-1] > limit or len(phis) == n
+    if len(_CURVES) > 64:
+        _CURVES.clear()
+    _CURVES[key] = (phis, macs, complete)
+    return list(phis), list(macs), complete
+
+
+class ScalingPlot:
+    """Two panels kept between updates: MACs against phi, and params against MACs.
+
+    The static parts (the 2^phi line, B0-B7, Table 2's models, axes, legends) are drawn once into a cached
+    background; an update only draws the moving artists on top of it and encodes a PNG (a few ms instead of
+    ~150 ms for a full matplotlib redraw on 2 cores)."""
+
+    def __init__(self):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(10, 3.8), dpi=80)
+        self.canvas = FigureCanvasAgg(self.figure)
+        left, right = self.figure.subplots(1, 2)
+        b0 = count("b0").macs
+        released = [count(name) for name in RELEASED]
+
+        phis = [i / 20 for i in range(141)]
+        left.plot(phis, [b0 * 2**p / 1e9 for p in phis], "k--", lw=1, label="B0 x 2^phi")
+        left.plot(range(8), [r.macs / 1e9 for r in released], "o", color="tab:green", label="released B0-B7")
+        (self.curve,) = left.plot([], [], "-", color="tab:blue", lw=1.5, animated=True,
+                                  label="formula (counted)")
+        (self.marker,) = left.plot([], [], "o", color="tab:red", ms=9, animated=True, label="current")
+        left.set(yscale="log", xlim=(0, MAX_PHI), ylim=(0.2, 1000), xlabel="phi",
+                 ylabel="MACs (billions)", title="MACs against phi")
+        left.grid(True, which="major", alpha=0.3)
+        left.legend(loc="upper left", fontsize=8)
+
+        for name, params, macs, _top1 in PAPER_TABLE2:
+            right.plot(macs / 1e9, params / 1e6, "s", color="0.6")
+            right.annotate(name, (macs / 1e9, params / 1e6), fontsize=7, color="0.4",
+                           xytext=(3, 3), textcoords="offset points")
+        right.plot([r.macs / 1e9 for r in released], [r.params / 1e6 for r in released], "o-", color="tab:green",
+                   label="released B0-B7")
+        right.plot([], [], "s", color="0.6", label="Table 2 comparisons")
+        (self.point,) = right.plot([], [], "*", color="tab:red", ms=14, animated=True, label="current")
+        right.set(xscale="log", yscale="log", xlim=(0.2, 200), ylim=(2, 400), xlabel="MACs (billions)",
+                  ylabel="params (millions)", title="params against MACs")
+        right.grid(True, which="major", alpha=0.3)
+        right.legend(loc="lower right", fontsize=8)
+        self.figure.tight_layout()
+        self.canvas.draw()  # animated artists are skipped here: this is the background
+        self.background = self.canvas.copy_from_bbox(self.figure.bbox)
+
+    def render(self, state: ScalingState) -> bytes:
+        from PIL import Image
+
+        p = state.point
+        phis, macs, _ = macs_curve(p.alpha, p.beta, p.gamma, budget_s=0.03)  # finishes over a few moves
+        self.curve.set_data(phis, [m / 1e9 for m in macs])
+        shown = state.shown
+        self.marker.set_data([state.phi], [shown.macs / 1e9])
+        self.point.set_data([shown.macs / 1e9], [shown.params / 1e6])
+        self.canvas.restore_region(self.background)
+        for artist in (self.curve, self.marker, self.point):
+            artist.axes.draw_artist(artist)
+        image = Image.frombuffer("RGBA", self.canvas.get_width_height(), self.canvas.buffer_rgba(), "raw",
+                                 "RGBA", 0, 1)
+        out = io.BytesIO()
+        image.save(out, format="png", compress_level=1)  # fast; the image is small
+        return out.getvalue()
+
+
+def _widgets():
+    import ipywidgets  # imported here: the library never imports Jupyter at import time
+
+    return ipywidgets
+
+
+class ScalingExplorer:
+    """Sliders for phi, alpha, beta, gamma and a mode toggle; readouts, the scaled Table 1 and two plots.
+
+    ``explorer.state`` is the last valid ``ScalingState``; a bad value (alpha < 1, ...) shows its message in the
+    red label (``explorer.error``, CSS class ``effnet-error``) and the rest keeps the last valid view.
+    ``explorer.last_update_ms`` is how long the last update took (computation + redraw)."""
+
+    def __init__(self, phi: float = 1.0, alpha: float = PAPER_ALPHA, beta: float = PAPER_BETA,
+                 gamma: float = PAPER_GAMMA, mode: str = MODES[0]):
+        w = _widgets()
+        style = {"description_width": "60px"}
+        slider = dict(continuous_update=True, style=style, layout=w.Layout(width="420px"))
+        self.phi = w.FloatSlider(value=phi, min=0.0, max=MAX_PHI, step=0.05, description="phi", readout_format=".2f",
+                                 **slider).add_class("effnet-phi")
+        # alpha, beta, gamma may be moved below 1 on purpose: the paper forbids it, and the widget says why.
+        self.alpha = w.FloatSlider(value=alpha, min=0.8, max=2.0, step=0.01, description="alpha (d)",
+                                   **slider).add_class("effnet-alpha")
+        self.beta = w.FloatSlider(value=beta, min=0.8, max=2.0, step=0.01, description="beta (w)",
+                                  **slider).add_class("effnet-beta")
+        self.gamma = w.FloatSlider(value=gamma, min=0.8, max=2.0, step=0.01, description="gamma (r)",
+                                   **slider).add_class("effnet-gamma")
+        self.mode = w.ToggleButtons(options=MODES, value=mode, description="network",
+                                    style={"description_width": "60px", "button_width": "140px"}).add_class(
+            "effnet-mode")
+        self.error = w.HTML("").add_class("effnet-error")
+        self.labels = {name: w.HTML("").add_class(f"effnet-{name}") for name in
+                       ("model", "depth", "width", "resolution", "constraint", "params", "macs", "flops",
+                        "activations")}
+        self.table = w.HTML("").add_class("effnet-stages")
+        self.comparison = w.HTML("").add_class("effnet-comparison")
+        self.image = w.Image(format="png", layout=w.Layout(width="800px")).add_class("effnet-plot")
+        self.state: ScalingState | None = None
+        self.last_update_ms = float("nan")
+        self._plot = ScalingPlot()
+
+        controls = w.VBox([self.phi, self.alpha, self.beta, self.gamma, self.mode])
+        values = w.VBox(list(self.labels.values()), layout=w.Layout(margin="0 0 0 20px"))
+        self.widget = w.VBox([
+            w.HTML("<style>.effnet-error{color:#b00020;font-weight:bold}"
+                   ".effnet-table td,.effnet-table th{padding:1px 8px;text-align:right}</style>"),
+            w.HBox([controls, values]), self.error, self.image, w.HBox([self.table, self.comparison]),
+        ])
+        for control in (self.phi, self.alpha, self.beta, self.gamma):
+            control.observe(self._update, names="value")
+        self.mode.observe(self._mode_changed, names="value")
+        self._mode_changed()
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _mode_changed(self, change=None):
+        released = self.mode.value == MODES[1]
+        # Released members exist only at whole phi: snap the slider (this fires one update on its own).
+        self.phi.step = 1.0 if released else 0.05
+        if released:
+            self.phi.value = float(round(self.phi.value))
+        self._update()
+
+    def _update(self, change=None):
+        start = time.perf_counter()
+        try:
+            state = scaling_state(self.phi.value, self.alpha.value, self.beta.value, self.gamma.value, self.mode.value)
+            png = self._plot.render(state)
+        except Exception as error:  # noqa: BLE001 -- a widget callback must never raise into the void
+            self.error.value = f"Cannot show this point: {escape(str(error))}. Showing the last valid one."
+            return
+        for name, text in readouts(state).items():
+            self.labels[name].value = text
+        self.table.value = stage_table_html(state)
+        self.comparison.value = comparison_html(state)
+        self.image.value = png
+        self.error.value = ""
+        self.state = state
+        self.last_update_ms = (time.perf_counter() - start) * 1e3
