@@ -113,3 +113,37 @@ def test_library_import_stays_light():
             "'notebook', 'jupyterlab') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_torchvision_pretrained_path_offline(monkeypatch, randomize):
+    """pretrained("b0") goes through torchvision's weights API (a download for a real user); here the download
+    is replaced by a randomly initialised torchvision state dict, and the logits must match that model."""
+    import torchvision
+    from torchvision.models._api import WeightsEnum
+
+    torch.manual_seed(0)
+    reference = randomize(torchvision.models.efficientnet_b0()).eval()
+    asked = []
+
+    def fake_get_state_dict(self, *args, **kwargs):
+        asked.append(self)
+        return reference.state_dict()
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", fake_get_state_dict)
+    model = pretrained("b0")
+    assert asked == [torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1]
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert (model(x) - reference(x)).abs().max() <= 1e-4
+    assert model.weights_source == "torchvision" and not model.training
+
+
+def test_torchvision_pretrained_offline_error(monkeypatch):
+    from torchvision.models._api import WeightsEnum
+
+    def offline(self, *args, **kwargs):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(WeightsError, match="need internet once.*Offline, use lite0, lite1 or lite2"):
+        pretrained("b3")
