@@ -456,8 +456,9 @@ def flops_growth(phi_values: Iterable[float] = (0, 1, 2, 3, 4, 5, 6, 7), alpha: 
 
     They differ because the network is discrete: channels round to multiples of 8 (``round_filters``), layers
     round up (``round_repeats``: ceil makes depth grow faster than alpha^phi at small phi), the resolution
-    rounds to whole pixels, and the stem, SE and FC layers do not scale as d * w^2 * r^2. The paper's footnote
-    to Section 3.3 admits the "~": 1.2 * 1.1^2 * 1.15^2 = 1.92, not 2.
+    rounds to whole pixels, and the SE and FC layers do not scale as d * w^2 * r^2 (Section 3.3 argues from
+    "a regular convolution op"). The paper's footnote there says it: "FLOPS may differ from theoretical value
+    due to rounding"; and even the formula is only ~2^phi, since 1.2 * 1.1^2 * 1.15^2 = 1.92.
     """
     base = _count_cached(resolve(phi=0.0, alpha=alpha, beta=beta, gamma=gamma)).macs
     factor = alpha * beta**2 * gamma**2
