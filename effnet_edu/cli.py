@@ -210,10 +210,13 @@ def cmd_eval(args) -> None:
 
     from .images import eval_transform, source_of
     from .train import DataError, FolderDataset, evaluate, scan_folder
-    from .weights import from_file
+    from .weights import from_file, load_checkpoint
 
     device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
-    model = from_file(args.model, args.weights, args.source).eval().to(device)
+    state = load_checkpoint(args.weights)  # the classifier's shape says how many classes the weights have
+    fc = next((state[k] for k in ("classifier.weight", "classifier.1.weight", "_fc.weight") if k in state), None)
+    extra = {} if fc is None else {"num_classes": fc.shape[0]}
+    model = from_file(args.model, args.weights, args.source, **extra).eval().to(device)
     resolution = args.resolution or model.config.resolution
     try:
         samples, classes, _ = scan_folder(Path(args.data) / args.split)

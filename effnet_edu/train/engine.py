@@ -51,6 +51,22 @@ def setup_distributed(device: str) -> tuple[int, int, torch.device]:
     return (dist.get_rank() if world > 1 else 0), world, dev
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes whose gradient is again a sum over processes (every process's loss depends on x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class CPUSyncBatchNorm(nn.BatchNorm2d):
     """BatchNorm whose training statistics cover the batch of ALL processes, for CPU/gloo runs (torch's
     SyncBatchNorm only runs on GPUs). Two all-reduces (sum, then squared deviations) that autograd differentiates
@@ -59,8 +75,7 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
     def forward(self, x):
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
+        all_reduce = _AllReduceSum.apply
         count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype)
         n = all_reduce(count).item()
         mean = all_reduce(x.sum((0, 2, 3))) / n  # (C,)
