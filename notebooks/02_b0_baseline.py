@@ -129,6 +129,18 @@ fc_macs = sum(per_stage.get("EfficientNet.classifier", {}).values()) // 2
 print(f"{'FC':7s} {sum(p.numel() for p in model.classifier.parameters()):>10,} {fc_macs:>13,}")
 
 # %% [markdown]
+# ## The same counts without building anything
+# `effnet_edu.accounting.count` derives parameters and multiply-adds from the architecture data alone (it is what
+# the explorers use). It must agree with the built network and with PyTorch's counter, stage by stage.
+
+# %% tags=["nbval-check-output"]
+from effnet_edu.accounting import count
+
+report = count("b0")
+print(report.table("stage"))
+print("params equal:", report.params == ours, "  MACs equal:", report.macs == macs)
+
+# %% [markdown]
 # ## Exercises
 # 1. Which stage holds the most parameters, and which the most multiply-adds? Explain both with channels and
 #    resolution.
