@@ -39,6 +39,8 @@ PAPER_TABLE2 = (
     ("AmoebaNet-C", 155e6, 41e9, 83.5),
 )
 RELEASED = tuple(f"b{i}" for i in range(8))
+LABEL_OFFSETS = {"ResNet-50": (-4, 2, "right"), "Inception-v3": (-4, -9, "right"), "Xception": (4, -7, "left"),
+                 "SENet": (4, -7, "left"), "NASNet-A": (-4, 2, "right")}
 
 
 @dataclass(frozen=True)
@@ -197,15 +199,16 @@ class ScalingPlot:
         (self.curve,) = left.plot([], [], "-", color="tab:blue", lw=1.5, animated=True,
                                   label="formula (counted)")
         (self.marker,) = left.plot([], [], "o", color="tab:red", ms=9, animated=True, label="current")
-        left.set(yscale="log", xlim=(0, MAX_PHI), ylim=(0.2, 1000), xlabel="phi",
+        left.set(yscale="log", xlim=(-0.15, MAX_PHI + 0.15), ylim=(0.2, 500), xlabel="phi",
                  ylabel="MACs (billions)", title="MACs against phi")
         left.grid(True, which="major", alpha=0.3)
         left.legend(loc="upper left", fontsize=8)
 
         for name, params, macs, _top1 in PAPER_TABLE2:
             right.plot(macs / 1e9, params / 1e6, "s", color="0.6")
-            right.annotate(name, (macs / 1e9, params / 1e6), fontsize=7, color="0.4",
-                           xytext=(3, 3), textcoords="offset points")
+            dx, dy, ha = LABEL_OFFSETS.get(name, (4, 2, "left"))  # a few labels moved apart so none overlap
+            right.annotate(name, (macs / 1e9, params / 1e6), fontsize=7, color="0.4", ha=ha,
+                           xytext=(dx, dy), textcoords="offset points")
         right.plot([r.macs / 1e9 for r in released], [r.params / 1e6 for r in released], "o-", color="tab:green",
                    label="released B0-B7")
         right.plot([], [], "s", color="0.6", label="Table 2 comparisons")
@@ -253,7 +256,7 @@ class ScalingExplorer:
     def __init__(self, phi: float = 1.0, alpha: float = PAPER_ALPHA, beta: float = PAPER_BETA,
                  gamma: float = PAPER_GAMMA, mode: str = MODES[0]):
         w = _widgets()
-        style = {"description_width": "60px"}
+        style = {"description_width": "75px"}
         slider = dict(continuous_update=True, style=style, layout=w.Layout(width="420px"))
         self.phi = w.FloatSlider(value=phi, min=0.0, max=MAX_PHI, step=0.05, description="phi", readout_format=".2f",
                                  **slider).add_class("effnet-phi")
@@ -265,7 +268,7 @@ class ScalingExplorer:
         self.gamma = w.FloatSlider(value=gamma, min=0.8, max=2.0, step=0.01, description="gamma (r)",
                                    **slider).add_class("effnet-gamma")
         self.mode = w.ToggleButtons(options=MODES, value=mode, description="network",
-                                    style={"description_width": "60px", "button_width": "140px"}).add_class(
+                                    style={"description_width": "75px", "button_width": "140px"}).add_class(
             "effnet-mode")
         self.error = w.HTML("").add_class("effnet-error")
         self.labels = {name: w.HTML("").add_class(f"effnet-{name}") for name in
