@@ -12,6 +12,7 @@ Run: ``pytest tests/browser -s`` (needs /usr/bin/chromium; ``./dev test`` instal
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 
@@ -21,7 +22,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import effnet_edu as ee
 
-pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"{CHROMIUM} is absent: install Debian's Chromium (apt-get install -y chromium; ./dev test does)"),
+]
 
 PARAMS, MACS, RESOLUTION = ".effnet-params", ".effnet-macs", ".effnet-resolution"
 PHI_HANDLE = ".effnet-phi .noUi-handle"
@@ -91,7 +97,16 @@ def move_and_check(page, artifacts, name: str) -> dict:
     return result
 
 
-def test_jupyterlab_run_all_and_slider(lab, page, artifacts):
+@pytest.fixture
+def screenshot_on_failure(page, artifacts, request):
+    """Save what the page showed when a test failed (the screenshots diagnose most browser failures)."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        page.screenshot(path=str(artifacts / f"{request.node.name}-failure.png"), full_page=True)
+
+
+def test_jupyterlab_run_all_and_slider(page, lab, artifacts, screenshot_on_failure):
     start = time.perf_counter()
     page.goto(f"{lab.url}/lab/tree/03_compound_scaling.ipynb?reset&token={lab.token}")
     page.locator(".jp-NotebookPanel").first.wait_for()
@@ -111,7 +126,7 @@ def test_jupyterlab_run_all_and_slider(lab, page, artifacts):
     print(f"JupyterLab test body: {time.perf_counter() - start:.1f} s")
 
 
-def test_voila_dashboard_slider(voila, page, artifacts):
+def test_voila_dashboard_slider(page, voila, artifacts, screenshot_on_failure):
     start = time.perf_counter()
     page.goto(f"{voila.url}/?token={voila.token}", wait_until="commit")
     move_and_check(page, artifacts, "voila_scaling_explorer")
