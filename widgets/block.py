@@ -77,7 +77,7 @@ class BlockExplorer:
 
     def __init__(self, in_channels: int = 40, out_channels: int = 40, expand_ratio: int = 6, kernel_size: int = 5,
                  stride: int = 1, se_ratio: float = 0.25, resolution: int = 28):
-        import ipywidgets as w  # the library never imports Jupyter at import time; the widget layer may
+        import ipywidgets as w  # imported when a widget is made: the pure functions above work without Jupyter
 
         style = {"description_width": "110px"}
         box = w.Layout(width="260px")

@@ -241,7 +241,7 @@ class ScalingPlot:
 
 
 def _widgets():
-    import ipywidgets  # imported here: the library never imports Jupyter at import time
+    import ipywidgets  # imported when a widget is made: the pure functions above work without Jupyter
 
     return ipywidgets
 
