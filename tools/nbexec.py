@@ -23,14 +23,34 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def canonical_widget_ids(text: str) -> str:
-    """Replace random 32-hex widget model ids with stable ones, numbered in order of first appearance."""
+HEX_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
+
+
+def canonicalize(nb) -> str:
+    """Stable bytes for an executed notebook: cell ids numbered in order; random 32-hex widget model ids
+    renumbered by a walk that starts at the models the outputs display and follows each model's references
+    (children, layout, style) in a fixed order; the stored widget state sorted by the new ids."""
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:03d}"
+    text = nbformat.writes(nb)
+    data = json.loads(text)
+    state = data.get("metadata", {}).get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    models = state.get("state", {})
     ids: dict[str, str] = {}
-
-    def sub(match):
-        return ids.setdefault(match.group(0), f"{len(ids) + 1:032x}")
-
-    return re.sub(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])", sub, text)
+    queue = HEX_ID.findall(json.dumps([c.get("outputs", []) for c in data["cells"]]))
+    # models nothing displays (closed or orphaned) come last, in the order of their content
+    leftovers = sorted(models, key=lambda k: json.dumps(models[k], sort_keys=True))
+    while queue or leftovers:
+        model_id = queue.pop(0) if queue else leftovers.pop(0)
+        if model_id in ids:
+            continue
+        ids[model_id] = f"{len(ids) + 1:032x}"
+        queue += HEX_ID.findall(json.dumps(models.get(model_id, {}), sort_keys=True))
+    data = json.loads(HEX_ID.sub(lambda m: ids.get(m.group(0), m.group(0)), text))
+    state = data.get("metadata", {}).get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    if "state" in state:
+        state["state"] = dict(sorted(state["state"].items()))
+    return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def execute(py_path: Path, timeout: int = 600) -> Path:
@@ -44,8 +64,7 @@ def execute(py_path: Path, timeout: int = 600) -> Path:
     )
     client.execute()
     out = py_path.with_suffix(".ipynb")
-    text = nbformat.writes(nb)
-    out.write_text(canonical_widget_ids(text) + ("" if text.endswith("\n") else "\n"))
+    out.write_text(canonicalize(nb))
     return out
 
 
