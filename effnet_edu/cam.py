@@ -224,6 +224,13 @@ def cam(model: nn.Module, x: torch.Tensor, method: str = "cam", classes=None, la
 
 
 # ------------------------------------------------------------------------------------------ images and overlays
+def _values(cam_map) -> torch.Tensor:
+    """A map given as a tensor (even one that requires grad), an array or nested lists -> float32 tensor."""
+    if isinstance(cam_map, torch.Tensor):
+        return cam_map.detach().float().cpu()
+    return torch.as_tensor(np.asarray(cam_map, dtype=np.float32))
+
+
 def crop_box(image_size: tuple[int, int], resolution: int) -> tuple[float, float, float, float]:
     """Where the evaluation crop (``images.eval_transform``: shorter side -> res + 32, center crop res) lies in
     the original image: (left, top, right, bottom) in original pixels."""
@@ -245,7 +252,7 @@ def to_original(point_xy, image_size, resolution) -> tuple[float, float]:
 
 def peak(cam_map: torch.Tensor) -> tuple[int, int]:
     """(x, y) of the maximum of one (H, W) map (the pointing game's guess)."""
-    index = int(torch.as_tensor(cam_map).flatten().argmax())
+    index = int(_values(cam_map).flatten().argmax())
     return index % cam_map.shape[-1], index // cam_map.shape[-1]
 
 
@@ -268,7 +275,7 @@ _JET = {
 
 def colorize(cam_map, cmap: str = "jet") -> np.ndarray:
     """(H, W) values in [0, 1] -> (H, W, 3) uint8 colours. "jet" is built in; other names use matplotlib."""
-    values = np.clip(np.asarray(cam_map, dtype=np.float32), 0, 1)
+    values = _values(cam_map).clamp(0, 1).numpy()
     if cmap == "jet":
         rgb = np.stack([np.interp(values, *zip(*_JET[c])) for c in ("red", "green", "blue")], axis=-1)
     else:
@@ -283,7 +290,7 @@ def overlay(image: Image.Image, cam_map, alpha: float = 0.5, cmap: str = "jet") 
     (bilinear) to the image if their sizes differ."""
     if not 0.0 <= float(alpha) <= 1.0:
         raise CamError(f"alpha must be between 0 and 1, got {alpha}")
-    values = torch.as_tensor(np.asarray(cam_map, dtype=np.float32))
+    values = _values(cam_map)
     width, height = image.size
     if tuple(values.shape) != (height, width):
         values = F.interpolate(values[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
@@ -304,7 +311,7 @@ def localisation(cam_map, target, threshold: float = IOU_THRESHOLD) -> Localisat
     """Score one (H, W) map against the ground truth: an (H, W) boolean mask, or a box (x0, y0, x1, y1) in
     pixels with x1, y1 exclusive. The IoU thresholds the map at ``threshold`` x its maximum (default 0.5:
     Zhou et al. use 0.2 to draw generous boxes; half-maximum keeps the blob comparable to a tight mask)."""
-    values = torch.as_tensor(np.asarray(cam_map, dtype=np.float32))
+    values = _values(cam_map)
     if values.dim() != 2:
         raise CamError(f"expected one (H, W) map, got shape {tuple(values.shape)}")
     if not 0.0 < threshold <= 1.0:

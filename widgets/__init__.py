@@ -6,6 +6,7 @@ Installed as ``effnet_edu_widgets`` (this folder is ``widgets/`` in the reposito
 """
 
 from .block import BlockExplorer
+from .cam import CamExplorer
 from .scaling import ScalingExplorer
 
-__all__ = ["BlockExplorer", "ScalingExplorer"]
+__all__ = ["BlockExplorer", "CamExplorer", "ScalingExplorer"]
