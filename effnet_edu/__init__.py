@@ -7,10 +7,13 @@
     >>> model = ee.pretrained("lite0")              # real ImageNet weights, offline
 
 Where things live: ``scaling`` (rounding and the compound rule), ``arch`` (Table 1 and the family as data),
-``model`` (the network), ``weights`` (torchvision/timm/Lite import), ``data`` (preprocessing, photos),
-``cli`` (the ``effnet-edu`` command). Nothing here imports Jupyter, ipywidgets or matplotlib.
+``model`` (the network), ``accounting`` (parameters and multiply-adds without building anything), ``weights``
+(torchvision/timm/Lite import), ``images`` (preprocessing, photos, class names), ``cam`` (class activation maps),
+``train`` (the ImageNet recipe), ``cli`` (the ``effnet-edu`` command). Nothing here imports Jupyter, ipywidgets
+or matplotlib.
 """
 
+from .accounting import Report, count
 from .arch import B0_STAGES, FAMILY, BlockSpec, EfficientNetConfig, StageRow, StageSpec, blocks, resolve, stages
 from .model import EfficientNet, MBConv, SqueezeExcitation, build
 from .scaling import ScalingError, compound, round_filters, round_repeats, round_resolution
@@ -19,7 +22,7 @@ from .weights import WeightsError, from_timm, from_torchvision, load_weights, pr
 __version__ = "0.1.0"
 
 __all__ = [
-    "B0_STAGES", "FAMILY", "BlockSpec", "EfficientNet", "EfficientNetConfig", "MBConv", "ScalingError",
+    "B0_STAGES", "FAMILY", "Report", "count", "BlockSpec", "EfficientNet", "EfficientNetConfig", "MBConv", "ScalingError",
     "SqueezeExcitation", "StageRow", "StageSpec", "WeightsError", "blocks", "build", "compound", "from_timm",
     "from_torchvision", "load_weights", "pretrained", "resolve", "round_filters", "round_repeats",
     "round_resolution", "stages",
