@@ -12,26 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from effnet_edu.cli import main
 from effnet_edu.train import DataError, FolderDataset, TrainConfig, eval_transform, minival_split, scan_folder, train
+from effnet_edu.train.data import make_demo_folder
 
 CLASSES, PER_CLASS = 4, 12
 
 
-def make_folder(root: Path, classes=CLASSES, per_class=PER_CLASS, val=4, seed=0) -> Path:
-    """DATA/train/<wnid>/*.JPEG and DATA/val/<wnid>/*.JPEG, each class a different tint plus noise."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", per_class), ("val", val)):
-        for c in range(classes):
-            folder = root / split / f"n{c:08d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            tint = np.array([(c * 97) % 256, (c * 151 + 60) % 256, (c * 41 + 120) % 256])
-            for i in range(n):
-                pixels = (0.7 * tint + rng.integers(0, 80, (48, 64, 3))).clip(0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{split}_{c}_{i}.JPEG", quality=90)
-    return root
+def make_folder(root: Path, classes=CLASSES, per_class=PER_CLASS, val=4) -> Path:
+    """DATA/train/<wnid>/*.JPEG and DATA/val/<wnid>/*.JPEG (64 x 48), each class a different tint plus noise."""
+    return make_demo_folder(root, classes, per_class, val)
 
 
 def tiny(data, output, **changes) -> TrainConfig:

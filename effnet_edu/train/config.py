@@ -29,6 +29,7 @@ class TrainConfig:
     num_classes: int | None = None  # None: the number of class folders in train/
     dropout: float | None = None  # None: the model's own, 0.2 (B0) .. 0.5 (B7), before the FC layer
     drop_path: float = 0.2  # stochastic depth of the last block: survival probability 0.8 (Section 5.2)
+    bn_momentum: float = 0.99  # "batch norm momentum 0.99" (Section 5.2), TF's convention: torch momentum 0.01
     # --- optimisation: RMSProp with TF semantics (official code) ---
     epochs: float = 350.0  # "about 350 epochs" (official code: 350)
     batch_size: int = 4096  # GLOBAL images per optimizer step (all processes x accumulation); paper: 4096 on TPU

@@ -13,6 +13,7 @@ import random
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms as T
@@ -103,6 +104,23 @@ def eval_transform(resolution: int, source: str = "ours") -> T.Compose:
     """Resize the shorter side to res + 32, center-crop res (the crop keeps res / (res + 32) of the shorter side,
     224 / 256 = 87.5% for B0), bicubic: ``images.eval_transform``."""
     return images.eval_transform(resolution, source)
+
+
+def make_demo_folder(root, classes: int = 4, per_class: int = 12, val_per_class: int = 4, size=(64, 48),
+                     seed: int = 0) -> Path:
+    """Write a tiny ImageNet-style folder (root/train/<wnid>/*.JPEG, root/val/...) for demos and tests: each class
+    is a colour tint plus noise, so a tiny model can learn it in a few dozen steps."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", per_class), ("val", val_per_class)):
+        for c in range(classes):
+            folder = root / split / f"n{c:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            tint = np.array([(c * 97) % 256, (c * 151 + 60) % 256, (c * 41 + 120) % 256])
+            for i in range(n):
+                pixels = (0.7 * tint + rng.integers(0, 80, (size[1], size[0], 3))).clip(0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{split}_{c}_{i}.JPEG", quality=90)
+    return root
 
 
 class FolderDataset(torch.utils.data.Dataset):

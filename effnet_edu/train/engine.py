@@ -122,6 +122,7 @@ def build_model(config: TrainConfig, num_classes: int) -> EfficientNet:
 def model_config(config: TrainConfig, num_classes: int):
     """The architecture (arch.EfficientNetConfig) that the recipe names: a family member or width/depth."""
     extra = {} if config.dropout is None else {"dropout": config.dropout}
+    extra["bn_momentum"] = round(1 - config.bn_momentum, 12)  # TF keeps decay * old; torch keeps (1 - m) * old
     if config.width is not None or config.depth is not None:
         return resolve(width=config.width, depth=config.depth, resolution=config.resolution,
                        num_classes=num_classes, drop_path=config.drop_path, **extra)
