@@ -4,6 +4,7 @@
     effnet-edu info --phi 1.5               # any compound-scaling point (alpha, beta, gamma default to the paper's)
     effnet-edu info --width 1.2 --depth 1.4 --resolution 300
     effnet-edu predict --model lite0 cat.jpg --top 5
+    effnet-edu cam --model lite0 cat.jpg --method gradcam --out cam.png
 
 Each subcommand is an ``add_<name>_command(subparsers)`` that declares its options and a ``cmd_<name>(args)``
 that runs it. Every command takes ``--json``. Errors the user can fix (a bad model name, a file that is not an
@@ -236,8 +237,59 @@ def cmd_eval(args) -> None:
                         + (f" ({result['bad']} unreadable images replaced)" if result["bad"] else ""))
 
 
+# ----------------------------------------------------------------------------------------------------- cam
+def add_cam_command(subparsers) -> None:
+    parser = subparsers.add_parser("cam", help="class activation map of an image: where the model finds a class")
+    parser.add_argument("image", metavar="IMAGE", help="an image file (JPEG, PNG, ...)")
+    parser.add_argument("--model", default="lite0", help="lite0, lite1, lite2 (offline weights), or b0..b7")
+    parser.add_argument("--weights", help="a state-dict file instead of the released weights")
+    parser.add_argument("--source", choices=["ours", "torchvision", "timm", "timm_tf", "lite"],
+                        help="where --weights come from (default: read from its keys)")
+    parser.add_argument("--method", default="cam", help="cam (classic, Zhou et al. 2016), gradcam, gradcam++, "
+                                                        "xgradcam, hirescam, layercam, eigencam, scorecam")
+    parser.add_argument("--class", dest="class_index", type=int, help="target class index (default: the top prediction)")
+    parser.add_argument("--layer", help="stage1..stage9 (Table 1; default stage9, the head) or a module path")
+    parser.add_argument("--out", help="write the overlay (on the crop the model sees) to this PNG/JPEG file")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay strength, 0..1 (default 0.5)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=cmd_cam)
+
+
+def cmd_cam(args) -> None:
+    from . import cam as C
+    from .images import imagenet_classes, load_image, preprocess
+
+    image = load_image(args.image)  # a bad file fails before any model is loaded
+    try:
+        method = C.method_name(args.method)
+        model = load_model(args.model, args.weights, args.source)
+        result = C.cam(model, preprocess(model, [image]), method, classes=args.class_index, layer=args.layer)
+        index, resolution = result.classes[0], model.config.resolution
+        x, y = C.to_original(C.peak(result.maps[0]), image.size, resolution)  # back through resize + crop
+        picture = C.overlay(C.model_view(image, resolution), result.maps[0], args.alpha) if args.out else None
+    except C.CamError as exc:
+        raise UserError(str(exc)) from None
+    if picture is not None:
+        try:
+            picture.save(args.out)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot write {args.out}: {exc}") from None
+    names = imagenet_classes() if model.config.num_classes == 1000 else None
+    payload = {
+        "image": args.image, "model": model.config.name, "method": method, "layer": result.layer,
+        "label": names[index] if names else str(index), "index": index,
+        "probability": float(result.probs[0, index]),
+        "peak": [min(max(int(round(x)), 0), image.width - 1), min(max(int(round(y)), 0), image.height - 1)],
+        "out": args.out,
+    }
+    text = (f"{args.image} ({payload['model']}, {method} on {payload['layer']}): {payload['label']} "
+            f"({payload['index']}, {payload['probability']:.1%}); the map peaks at x={payload['peak'][0]}, "
+            f"y={payload['peak'][1]} of the original image" + (f"; overlay written to {args.out}" if args.out else ""))
+    _emit(args, payload, text)
+
+
 # -------------------------------------------------------------------------------------------------- main
-COMMANDS = [add_info_command, add_predict_command, add_train_command, add_eval_command]
+COMMANDS = [add_info_command, add_predict_command, add_train_command, add_eval_command, add_cam_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

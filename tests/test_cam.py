@@ -209,3 +209,34 @@ def test_peak_maps_back_to_the_original_image(size):
     left, top, right, bottom = C.crop_box(size, 224)
     assert right - left == pytest.approx(bottom - top, rel=0.01)  # square, up to Resize truncating the long side
     assert 0 <= left and right <= width + 1e-6 and 0 <= top and bottom <= height + 1e-6
+
+
+def test_cli_cam_json_on_a_real_photo(tmp_path, capsys):
+    import json
+
+    from effnet_edu.cli import main
+    from effnet_edu.images import sample_photos
+
+    photo = sample_photos()["chelsea"]  # a tabby cat, 451 x 300
+    path = tmp_path / "chelsea.png"
+    photo.save(path)
+    out = tmp_path / "cam.png"
+    assert main(["cam", "--model", "lite0", str(path), "--method", "gradcam", "--out", str(out), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert set(payload) >= {"label", "index", "probability", "peak"}
+    assert "cat" in payload["label"].lower() and 281 <= payload["index"] <= 285  # ImageNet's domestic cats
+    assert 0 < payload["probability"] <= 1
+    x, y = payload["peak"]
+    left, top, right, bottom = C.crop_box(photo.size, 224)
+    assert left - 1 <= x <= right and top - 1 <= y <= bottom  # inside the part of the photo the model saw
+    assert Image.open(out).size == (224, 224)
+    # --class picks another target; a bad file is a clear error with exit status 2, no traceback.
+    assert main(["cam", str(path), "--class", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["index"] == 1
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a photo")
+    assert main(["cam", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.jpg" in err and "Traceback" not in err
+    assert main(["cam", str(path), "--method", "gradcan"]) == 2
+    assert "unknown CAM method" in capsys.readouterr().err
