@@ -336,8 +336,11 @@ def train(config: TrainConfig, callbacks: dict | None = None) -> dict:
 
     bar = None
     if rank == 0 and config.progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+        try:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+        except ImportError:
+            print("no progress bar: pip install 'effnet-edu[train]' (tqdm); log.csv has every number")
     metrics: dict = {}
     window = {"loss": 0.0, "steps": 0, "wait": 0.0, "start": time.perf_counter()}
     while step < total_steps:
