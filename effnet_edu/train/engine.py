@@ -350,7 +350,7 @@ def train(config: TrainConfig, callbacks: dict | None = None) -> dict:
             lr = lr_at(step, steps_per_epoch, peak_lr, config.warmup_epochs, config.decay_epochs, config.decay_rate)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss_sum = 0.0
+            loss_sum = torch.zeros((), device=device)  # stays on the GPU: no sync per step
             for micro_step in range(config.accumulate):
                 t0 = time.perf_counter()
                 images, labels, bad = next(batches)
@@ -368,9 +368,7 @@ def train(config: TrainConfig, callbacks: dict | None = None) -> dict:
                 with (contextlib.nullcontext() if sync else ddp_model.no_sync()), amp:
                     loss = criterion(run_model(images).float(), labels) / config.accumulate
                 scaler.scale(loss).backward()
-                loss_sum += loss.item()
-            if not math.isfinite(loss_sum):
-                raise FloatingPointError(f"loss became {loss_sum} at step {step}; lower --lr-per-256 or use bf16")
+                loss_sum += loss.detach()
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -379,18 +377,23 @@ def train(config: TrainConfig, callbacks: dict | None = None) -> dict:
             batch_in_epoch += 1
             window["loss"] += loss_sum
             window["steps"] += 1
-            state = {"step": step, "epoch": epoch + batch_in_epoch / steps_per_epoch, "loss": loss_sum, "lr": lr}
-            if rank == 0:
-                if bar:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{lr:.4g}")
-                if step % config.log_every == 0:
+            state = {"step": step, "epoch": epoch + batch_in_epoch / steps_per_epoch, "lr": lr}
+            if bar:
+                bar.update(1)
+            if step % config.log_every == 0:  # reading the loss waits for the GPU: only every log_every steps
+                mean_loss = window["loss"].item() / window["steps"]
+                if not math.isfinite(mean_loss):
+                    raise FloatingPointError(f"loss became {mean_loss} by step {step}; lower --lr-per-256")
+                if rank == 0:
                     elapsed = time.perf_counter() - window["start"]
-                    log.write({**state, "loss": window["loss"] / window["steps"], "bad_images": bad_total,
+                    log.write({**state, "loss": mean_loss, "bad_images": bad_total,
                                "images_per_s": window["steps"] * config.batch_size / elapsed,
                                "data_wait": window["wait"] / elapsed})
-                    window = {"loss": 0.0, "steps": 0, "wait": 0.0, "start": time.perf_counter()}
-                _call(callbacks, "on_step", state)
+                    if bar:
+                        bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.4g}")
+                window = {"loss": 0.0, "steps": 0, "wait": 0.0, "start": time.perf_counter()}
+            if rank == 0 and callbacks and "on_step" in callbacks:
+                _call(callbacks, "on_step", {**state, "loss": loss_sum.item()})
             if config.checkpoint_every and step % config.checkpoint_every == 0:
                 checkpoint()
             if config.max_steps and step >= config.max_steps:
