@@ -175,26 +175,33 @@ def _grad_cam_method(model, x, method, classes, layer_name, layer) -> CamResult:
         return output.detach().requires_grad_(True)
 
     handles = [layer.register_forward_hook(start_graph_here)]
+    # Only the gradient with respect to the layer's output is needed, never the weights': with the parameters
+    # frozen, the forward pass records no graph before the target layer (and no .grad is ever allocated).
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
     engine = None
     try:
         engine = cls(model=model, target_layers=[layer])  # registers grad-cam's hooks (released below)
         if method == "scorecam":
             engine.batch_size = 64
-        with torch.no_grad():
-            logits = model(x)
-        if classes is None:
-            classes = logits.argmax(1).tolist()
-        targets = [ClassifierOutputTarget(c) for c in classes]
+        # targets=None: grad-cam explains each image's top class (the argmax of the logits, as we would).
+        targets = None if classes is None else [ClassifierOutputTarget(c) for c in classes]
         # Score-CAM prints a tqdm progress bar on stderr; keep the console and the notebooks clean.
         quiet = contextlib.redirect_stderr(io.StringIO()) if method == "scorecam" else contextlib.nullcontext()
         with torch.enable_grad(), quiet:
             maps = engine(input_tensor=x, targets=targets)  # (B, H, W) numpy, already scaled to [0, 1]
+        logits = engine.outputs.detach()  # the forward pass grad-cam just ran: no second one for the scores
+        if classes is None:
+            classes = logits.argmax(1).tolist()
     finally:
         # Not ``with engine:``: grad-cam's __exit__ swallows IndexError. Release explicitly, always.
         if engine is not None:
             engine.activations_and_grads.release()
         for h in handles:
             h.remove()
+        for p in frozen:
+            p.requires_grad_(True)
     maps = torch.from_numpy(np.asarray(maps, dtype=np.float32))
     return CamResult(maps, None, list(classes), logits.softmax(1), method, layer_name)
 

@@ -240,3 +240,10 @@ def test_cli_cam_json_on_a_real_photo(tmp_path, capsys):
     assert "bad.jpg" in err and "Traceback" not in err
     assert main(["cam", str(path), "--method", "gradcan"]) == 2
     assert "unknown CAM method" in capsys.readouterr().err
+
+
+def test_grad_methods_leave_parameters_trainable(small, x):
+    frozen_before = [p.requires_grad for p in small.parameters()]
+    C.cam(small, x, "gradcam++", layer="stage5")
+    assert [p.requires_grad for p in small.parameters()] == frozen_before and all(frozen_before)
+    assert all(p.grad is None for p in small.parameters())

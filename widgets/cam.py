@@ -62,7 +62,7 @@ def cam_map(model, prediction: Prediction, method: str, class_index: int, layer:
 
 def render_png(view: Image.Image, cam_values, alpha: float) -> bytes:
     buffer = io.BytesIO()
-    C.overlay(view, cam_values, alpha).save(buffer, format="PNG")
+    C.overlay(view, cam_values, alpha).save(buffer, format="PNG", compress_level=1)  # fast beats small here
     return buffer.getvalue()
 
 
