@@ -132,8 +132,10 @@ def cam_session(model: nn.Module):
       output of the layer before them. A hook that saved that output (as grad-cam's does, without a copy)
       would then hold the activation's result instead, so a CAM of "head.bn" would silently be one of
       "head.act". Turning in-place off costs one extra tensor per activation during the call;
-    - parameter gradients cleared afterwards, so a CAM leaves no .grad tensors behind."""
+    - parameter gradients as they were: grad-cam calls ``model.zero_grad()``, which would wipe the gradients of
+      a training step that is in progress; we keep references to them and put them back."""
     training = model.training
+    grads = [(p, p.grad) for p in model.parameters()]
     inplace = [m for m in model.modules() if getattr(m, "inplace", False) is True]
     for m in inplace:
         m.inplace = False
@@ -144,7 +146,8 @@ def cam_session(model: nn.Module):
         for m in inplace:
             m.inplace = True
         model.train(training)
-        model.zero_grad(set_to_none=True)
+        for p, grad in grads:
+            p.grad = grad
 
 
 @torch.no_grad()

@@ -242,6 +242,15 @@ def test_cli_cam_json_on_a_real_photo(tmp_path, capsys):
     assert "unknown CAM method" in capsys.readouterr().err
 
 
+def test_a_cam_keeps_the_gradients_of_a_training_step(small, x):
+    small(x).sum().backward()  # a training step in progress: gradients computed, optimizer not yet stepped
+    before = {name: p.grad.clone() for name, p in small.named_parameters()}
+    C.cam(small, x, "gradcam")
+    after = dict(small.named_parameters())
+    assert all(torch.equal(after[name].grad, grad) for name, grad in before.items())
+    small.zero_grad(set_to_none=True)
+
+
 def test_grad_methods_leave_parameters_trainable(small, x):
     frozen_before = [p.requires_grad for p in small.parameters()]
     C.cam(small, x, "gradcam++", layer="stage5")

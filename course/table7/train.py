@@ -2,7 +2,9 @@
 compound scaling, at matched multiply-adds; train each on the shapes dataset (``data.py``); then measure accuracy
 and how well each model's class activation map (CAM, Zhou et al. 2016) covers the object.
 
-    python -m course.table7.train            # ~10 minutes on 2 CPU cores; writes checkpoints/ and results.json
+    python -m course.table7.train            # ~20-30 min on one CPU core; writes checkpoints/ and results.json
+    python -m course.table7.train --models baseline,depth,width &   # or two processes side by side,
+    python -m course.table7.train --models compound,resolution      # the second writes results.json
     python -m course.table7.train --quick    # a smoke run (tiny data, one epoch), writes to /tmp
 
 The paper scales B0 to ~1.8B FLOPs (Table 7); we scale a width-0.25, depth-0.25, 96-pixel B0 by the paper's
@@ -30,7 +32,7 @@ from .data import CLASSES, SIZE, make_dataset
 HERE = Path(__file__).resolve().parent
 BASE = dict(width=0.25, depth=0.25, resolution=96)  # the small baseline: final feature map 3x3
 COMPOUND = dict(depth=1.4, width=1.2, resolution=1.3)  # the paper's Table 7 compound point, relative to BASE
-TRAIN, TEST, EPOCHS, BATCH, LR = 1600, 500, 4, 64, 4e-3
+TRAIN, TEST, EPOCHS, BATCH, LR = 1600, 500, 8, 64, 4e-3
 SEED_TRAIN, SEED_TEST, SEED_MODEL = 0, 1, 0
 
 
@@ -179,6 +181,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 200 images, 1 epoch, output in /tmp")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: this folder)")
+    parser.add_argument("--models", help="comma-separated subset to train (e.g. to run two processes side by "
+                                         "side); the others' rows are read from their checkpoints/<name>.json")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: these tiny models gain little from more, and on a busy "
                              "machine extra OpenMP threads spin)")
@@ -187,16 +191,20 @@ def main(argv=None) -> int:
     n_train, n_test, epochs = (200, 100, 1) if args.quick else (TRAIN, TEST, EPOCHS)
     out = args.out or (Path("/tmp/table7-quick") if args.quick else HERE)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    models = matched_models()
+    chosen = list(models) if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(chosen) - set(models))
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(models)}")
 
     start = time.perf_counter()
     tr_images, _, tr_labels = (torch.from_numpy(a) for a in make_dataset(n_train, SEED_TRAIN))
     te_images, te_masks, te_labels = (torch.from_numpy(a) for a in make_dataset(n_test, SEED_TEST))
     print(f"dataset: {n_train} train / {n_test} test images generated in {time.perf_counter() - start:.1f} s")
 
-    rows = []
-    models = matched_models()
-    for name, kwargs in models.items():
-        print(f"{name}: {kwargs}, {macs(kwargs) / 1e6:.2f}M MACs")
+    for name in chosen:
+        kwargs = models[name]
+        print(f"{name}: {kwargs}, {macs(kwargs) / 1e6:.2f}M MACs", flush=True)
         t0 = time.perf_counter()
         model = train_one(kwargs, tr_images, tr_labels, epochs)
         calibrate_batchnorm(model, tr_images, kwargs["resolution"])
@@ -204,23 +212,26 @@ def main(argv=None) -> int:
         state = half_precision_roundtrip(model)
         torch.save({"scaling": kwargs, "model": state}, out / "checkpoints" / f"{name}.pt")
         scores = evaluate(model, kwargs, te_images, te_masks, te_labels)
-        feature = -(-kwargs["resolution"] // 32)
-        rows.append({"name": name, **kwargs, "macs": macs(kwargs), "params": sum(p.numel() for p in model.parameters()),
-                     "feature_map": feature, "train_seconds": round(seconds, 1),
-                     **{k: round(v, 4) for k, v in scores.items()}})
+        row = {"name": name, **kwargs, "macs": macs(kwargs), "params": sum(p.numel() for p in model.parameters()),
+               "feature_map": -(-kwargs["resolution"] // 32), "train_seconds": round(seconds, 1),
+               **{k: round(v, 4) for k, v in scores.items()}}
+        (out / "checkpoints" / f"{name}.json").write_text(json.dumps(row, indent=2) + "\n")
         print(f"  {seconds:.0f} s; test accuracy {scores['accuracy']:.3f}, pointing {scores['pointing']:.3f}, "
-              f"energy {scores['energy']:.3f}, IoU {scores['iou']:.3f}")
+              f"energy {scores['energy']:.3f}, IoU {scores['iou']:.3f}", flush=True)
+    rows = [out / "checkpoints" / f"{name}.json" for name in models]
+    if not all(path.exists() for path in rows):
+        print("some models are not trained yet; results.json is written once all five rows exist")
+        return 0
     results = {
         "description": "Table 7 / Figure 7 at classroom scale; see course/table7/train.py",
         "settings": {"base": BASE, "compound_point": COMPOUND, "train_images": n_train, "test_images": n_test,
                      "epochs": epochs, "batch": BATCH, "lr": LR, "seeds": [SEED_TRAIN, SEED_TEST, SEED_MODEL],
                      "classes": list(CLASSES), "cam": "classic CAM of the true class, upsampled to 192 px",
                      "iou_threshold": IOU_THRESHOLD, "torch": torch.__version__, "threads": args.threads},
-        "models": rows,
-        "total_seconds": round(time.perf_counter() - start, 1),
+        "models": [json.loads(path.read_text()) for path in rows],
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out / 'results.json'} ({results['total_seconds']:.0f} s in total)")
+    print(f"wrote {out / 'results.json'}")
     return 0
 
 

