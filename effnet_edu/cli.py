@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .arch import FAMILY, resolve, stages
@@ -313,6 +314,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"effnet-edu {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `effnet-edu info b7 --layers | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 
