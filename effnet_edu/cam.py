@@ -274,24 +274,14 @@ def model_view(image: Image.Image, resolution: int) -> Image.Image:
     return T.CenterCrop(resolution)(resize(image.convert("RGB")))
 
 
-# A built-in "jet" colormap (matplotlib's segment data: dark blue -> cyan -> yellow -> dark red), so overlays
-# need no matplotlib. Each channel is piecewise linear through its (position, value) anchors.
-_JET = {
-    "red": ((0, 0), (0.35, 0), (0.66, 1), (0.89, 1), (1, 0.5)),
-    "green": ((0, 0), (0.125, 0), (0.375, 1), (0.64, 1), (0.91, 0), (1, 0)),
-    "blue": ((0, 0.5), (0.11, 1), (0.34, 1), (0.65, 0), (1, 0)),
-}
-
-
 def colorize(cam_map, cmap: str = "jet") -> np.ndarray:
-    """(H, W) values in [0, 1] -> (H, W, 3) uint8 colours. "jet" is built in; other names use matplotlib."""
-    values = _values(cam_map).clamp(0, 1).numpy()
-    if cmap == "jet":
-        rgb = np.stack([np.interp(values, *zip(*_JET[c])) for c in ("red", "green", "blue")], axis=-1)
-    else:
-        import matplotlib
+    """(H, W) values in [0, 1] -> (H, W, 3) uint8 colours through a matplotlib colormap (imported here, lazily)."""
+    import matplotlib
 
-        rgb = matplotlib.colormaps[cmap](values)[..., :3]
+    values = _values(cam_map).clamp(0, 1).numpy()
+    if cmap not in matplotlib.colormaps:
+        raise CamError(f"unknown colormap {cmap!r}; try jet, viridis, inferno or turbo")
+    rgb = matplotlib.colormaps[cmap](values)[..., :3]
     return (rgb * 255 + 0.5).astype(np.uint8)
 
 
