@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from .scaling import (
     BASE_RESOLUTION,
@@ -141,9 +142,9 @@ class StageSpec:
     resolution: int  # input resolution of the stage
 
 
-@dataclass(frozen=True)
-class BlockSpec:
-    """One MBConv block after scaling: the unit that both the model and the accounting iterate over."""
+class BlockSpec(NamedTuple):
+    """One MBConv block after scaling: the unit that both the model and the accounting iterate over.
+    (An immutable NamedTuple: cheap to create, which matters when a slider recounts B7's 55 blocks per move.)"""
 
     name: str  # "stage4/block1" (blocks counted from 0 within their stage)
     stage: int  # Table 1 stage number, 2..8
@@ -174,11 +175,12 @@ def blocks(config: EfficientNetConfig) -> list[BlockSpec]:
     """Expand a configuration into its MBConv blocks, in order."""
     resolution = -(-config.resolution // 2)  # after the stride-2 stem
     in_channels = config.stem_channels
-    total = sum(config.stage_layers(i) for i in range(len(B0_STAGES)))
+    layers = [config.stage_layers(i) for i in range(len(B0_STAGES))]
+    total = sum(layers)
     specs: list[BlockSpec] = []
     for s, row in enumerate(B0_STAGES):
         out_channels = round_filters(row.out_channels, config.width)
-        for b in range(config.stage_layers(s)):
+        for b in range(layers[s]):
             stride = row.stride if b == 0 else 1
             spec = BlockSpec(
                 name=f"{row.name}/block{b}",
