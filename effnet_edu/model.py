@@ -103,10 +103,15 @@ class EfficientNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self):
-        # The official initialisers: He (fan-out) normal for convs, uniform(+-1/sqrt(classes)) for the FC layer.
+        # The official initialisers: normal(0, sqrt(2 / fan_out)) for convs, with fan_out = k * k * out / groups
+        # (TF's depthwise kernel has one output per channel, so fan_out = k * k there; PyTorch's kaiming_normal_
+        # ignores groups and would make depthwise weights sqrt(C) times too small); uniform(+-1/sqrt(classes))
+        # for the FC layer.
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                kh, kw = m.kernel_size
+                fan_out = kh * kw * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):

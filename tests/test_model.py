@@ -114,3 +114,17 @@ def test_compound_point_builds():
     model = build(phi=0.5)
     assert model.config == config
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
+
+
+def test_initialisation_follows_the_official_code():
+    """TF's conv initialiser: normal(0, sqrt(2 / fan_out)), fan_out = k*k*out/groups (k*k for a depthwise
+    kernel); the FC layer: uniform(+-1/sqrt(classes)); BatchNorm: gamma 1, beta 0."""
+    torch.manual_seed(0)
+    model = build("b0")
+    depthwise = model.stages.stage7[0].depthwise.conv  # 5x5, 672 channels
+    assert depthwise.weight.std().item() == pytest.approx((2 / 25) ** 0.5, rel=0.05)
+    expand = model.stages.stage7[0].expand.conv  # 1x1, 112 -> 672
+    assert expand.weight.std().item() == pytest.approx((2 / 672) ** 0.5, rel=0.05)
+    assert model.classifier.weight.abs().max().item() <= 1000 ** -0.5
+    assert model.classifier.weight.abs().max().item() > 0.9 * 1000 ** -0.5
+    assert torch.all(model.head.bn.weight == 1) and torch.all(model.head.bn.bias == 0)
