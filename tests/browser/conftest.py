@@ -205,21 +205,17 @@ def lab(notebook_copy, tmp_path):
         _stop(server, shutdown_api=True)
 
 
-DASHBOARD = "scaling_dashboard.ipynb"
-
-
-@pytest.fixture
-def voila(notebook_copy, tmp_path):
-    """Voila serving a one-cell dashboard with the explorer, written at test time into the temporary folder
-    (so it is not one more notebook to keep executed and in sync)."""
+def _voila(notebook_copy: Path, tmp_path: Path, name: str, source: str):
+    """Voila serving a one-cell dashboard, written at test time into the temporary folder (so it is not one more
+    notebook to keep executed and in sync)."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("from effnet_edu_widgets import ScalingExplorer\nScalingExplorer(phi=1.0)")]
+    nb.cells = [nbformat.v4.new_code_cell(source)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, notebook_copy / DASHBOARD)
+    nbformat.write(nb, notebook_copy / name)
     token, port = secrets.token_hex(16), free_port()
-    cmd = [sys.executable, "-m", "voila", DASHBOARD, "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+    cmd = [sys.executable, "-m", "voila", name, "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
            "--VoilaExecutor.timeout=60", f"--token={token}", "--Voila.port_retries=0"]
     server = _start(cmd, tmp_path / "voila", notebook_copy, token, port)
     try:
@@ -227,3 +223,18 @@ def voila(notebook_copy, tmp_path):
         yield server
     finally:
         _stop(server, shutdown_api=False)
+
+
+@pytest.fixture
+def voila(notebook_copy, tmp_path):
+    """The ScalingExplorer as a Voila dashboard."""
+    yield from _voila(notebook_copy, tmp_path, "scaling_dashboard.ipynb",
+                      "from effnet_edu_widgets import ScalingExplorer\nScalingExplorer(phi=1.0)")
+
+
+@pytest.fixture
+def voila_cam(notebook_copy, tmp_path):
+    """The CamExplorer (real Lite weights, a bundled photo) as a Voila dashboard."""
+    yield from _voila(notebook_copy, tmp_path, "cam_dashboard.ipynb",
+                      "import torch\ntorch.set_num_threads(1)\n"
+                      "from effnet_edu_widgets import CamExplorer\nCamExplorer(photo='chelsea')")

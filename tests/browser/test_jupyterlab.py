@@ -1,4 +1,5 @@
-"""The ScalingExplorer in a real browser: JupyterLab (notebook 03, Run All) and Voila (a one-cell dashboard).
+"""The explorers in a real browser: the ScalingExplorer in JupyterLab (notebook 03, Run All) and in Voila (a
+one-cell dashboard), and the CamExplorer in Voila.
 
 A key press on the phi slider must change what the page shows to the library's numbers for the new phi. The
 expected numbers come from an independent oracle: the network ``effnet_edu.build`` makes for that phi, on the
@@ -131,3 +132,28 @@ def test_voila_dashboard_slider(page, voila, artifacts, screenshot_on_failure):
     page.goto(f"{voila.url}/?token={voila.token}", wait_until="commit")
     move_and_check(page, artifacts, "voila_scaling_explorer")
     print(f"Voila test body: {time.perf_counter() - start:.1f} s")
+
+
+def test_voila_cam_explorer(page, voila_cam, artifacts, screenshot_on_failure):
+    """The CamExplorer in a real browser: the real Lite0 weights name the cat in scikit-image's photo, and
+    changing the method, then the photo, redraws the map and the prediction without an error."""
+    page.goto(f"{voila_cam.url}/?token={voila_cam.token}", wait_until="commit")
+    image, info = page.locator(".effnet-cam-image"), page.locator(".effnet-cam-info")
+    image.wait_for(timeout=RENDER_TIMEOUT)
+    page.wait_for_function("() => { const e = document.querySelector('.effnet-cam-image'); return e && e.src; }",
+                           timeout=RENDER_TIMEOUT)  # the first picture has arrived
+    assert re.search(r"tabby|tiger cat|Egyptian cat", info.inner_text()), info.inner_text()
+
+    def redrawn(select: str, value: str) -> None:
+        before = image.get_attribute("src")
+        page.locator(f"{select} select").select_option(value)
+        page.wait_for_function(
+            "([old]) => { const e = document.querySelector('.effnet-cam-image'); return e && e.src !== old; }",
+            arg=[before], timeout=30_000)
+        assert page.locator(".effnet-error").inner_text() == ""
+
+    redrawn(".effnet-cam-method", "eigencam")
+    redrawn(".effnet-cam-photo", "coffee")
+    page.wait_for_function("() => /espresso/.test(document.querySelector('.effnet-cam-info').innerText)",
+                           timeout=30_000)
+    page.screenshot(path=str(artifacts / "voila_cam_explorer.png"), full_page=True)
