@@ -19,6 +19,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 from .. import images
+from ..images import eval_transform  # noqa: F401  (evaluation uses the library's crop: res / (res + 32))
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -98,12 +99,6 @@ def train_transform(resolution: int, augment: str = "autoaugment", source: str =
     elif augment != "none":
         raise ValueError(f"augment must be 'autoaugment', 'randaugment' or 'none', got {augment!r}")
     return transform
-
-
-def eval_transform(resolution: int, source: str = "ours") -> T.Compose:
-    """Resize the shorter side to res + 32, center-crop res (the crop keeps res / (res + 32) of the shorter side,
-    224 / 256 = 87.5% for B0), bicubic: ``images.eval_transform``."""
-    return images.eval_transform(resolution, source)
 
 
 def make_demo_folder(root, classes: int = 4, per_class: int = 12, val_per_class: int = 4, size=(64, 48),
