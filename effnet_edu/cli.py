@@ -290,7 +290,14 @@ def cmd_cam(args) -> None:
 
 
 # -------------------------------------------------------------------------------------------------- main
-COMMANDS = [add_info_command, add_predict_command, add_train_command, add_eval_command, add_cam_command]
+def add_lab_command(subparsers) -> None:
+    from .lab.cli import add_lab_command as add
+
+    add(subparsers)
+
+
+COMMANDS = [add_info_command, add_predict_command, add_train_command, add_eval_command, add_cam_command,
+            add_lab_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

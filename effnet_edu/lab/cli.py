@@ -1,0 +1,125 @@
+"""``effnet-edu lab``: the scaling lab from the command line.
+
+    effnet-edu lab results --json                 # the stored results (one entry per trained model)
+    effnet-edu lab train --width 2 --depth 1 --resolution 64 --seed 0 --json   # train one classroom model
+    effnet-edu lab reproduce [--quick] [--jobs 2] [--out DIR]                # every experiment, resumable
+
+Widths and depths are multipliers of the family's baseline (C0 for EfficientNet); the resolution is in pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_lab_command(subparsers) -> None:
+    parser = subparsers.add_parser("lab", help="the scaling lab: classroom-scale reproductions of Figures 3, 4, 8 "
+                                               "and Tables 3 and 7")
+    commands = parser.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
+
+    p = commands.add_parser("results", help="print the stored results")
+    p.add_argument("--experiment", help="only one experiment: c0, fig3, fig4, grid, step2, fig8, table3")
+    p.add_argument("--dir", type=Path, help="a results folder written by `lab reproduce --out` (default: stored)")
+    p.add_argument("--json", action="store_true", help="the whole results.json (or the experiment's entries)")
+    p.set_defaults(func=cmd_results)
+
+    p = commands.add_parser("train", help="train one classroom model from scratch and print its entry")
+    p.add_argument("--family", default="effnet", choices=["effnet", "mobilenetv2", "resnet"])
+    p.add_argument("--width", type=_positive_float, default=1.0, help="multiple of the baseline's width (default 1)")
+    p.add_argument("--depth", type=_positive_float, default=1.0, help="multiple of the baseline's depth (default 1)")
+    p.add_argument("--resolution", type=_pixels, default=64, help="input side in pixels (default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="the reduced recipe: 640 images, one epoch")
+    p.add_argument("--out", type=Path, help="also store the checkpoint and entry in this results folder")
+    p.add_argument("--json", action="store_true", help="print the entry as JSON")
+    p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("reproduce", help="train every experiment's models and write results.json (resumable)")
+    p.add_argument("--quick", action="store_true", help="the reduced recipe (a few minutes); needs --out")
+    p.add_argument("--out", type=Path, help="results folder (default: the package's stored results)")
+    p.add_argument("--jobs", type=int, default=2, help="models trained at a time (default 2)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON when done")
+    p.set_defaults(func=cmd_reproduce)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.1 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"a multiplier of the baseline must be in [0.1, 16], got {text}")
+    return value
+
+
+def _pixels(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
+    if not 32 <= value <= 512:
+        raise argparse.ArgumentTypeError(f"the lab's resolution must be 32..512 pixels (images are 128 px), got {text}")
+    return value
+
+
+def cmd_results(args) -> None:
+    from .store import RESULTS, results
+
+    data = results(args.dir or RESULTS)
+    rows = data["models"]
+    if args.experiment:
+        rows = [e for e in rows if args.experiment in e["experiments"]]
+        if not rows:
+            from ..cli import UserError
+
+            known = sorted({x for e in data["models"] for x in e["experiments"]})
+            raise UserError(f"no experiment {args.experiment!r}; choose one of {', '.join(known)}")
+    if args.json:
+        print(json.dumps(rows if args.experiment else data, indent=1))
+        return
+    print(f"{'model':<32}{'params':>10}{'MACs':>12}{'val':>8}{'test':>8}{'seconds':>9}  experiments")
+    for e in rows:
+        print(f"{e['name']:<32}{e['params']:>10,}{e['macs']:>12,}{e['val_accuracy']:>8.3f}{e['accuracy']:>8.3f}"
+              f"{e['train_seconds']:>9.0f}  {','.join(e['experiments'])}")
+
+
+def cmd_train(args) -> None:
+    import torch
+
+    from .experiments import Run
+    from .families import Point
+    from .train import QUICK, RECIPE, train_model
+
+    point = Point(args.family, args.width, args.depth, args.resolution)
+    model, entry = train_model(point, args.seed, QUICK if args.quick else RECIPE)
+    run = Run(point, args.seed, ("cli",))
+    entry = {"name": run.key, **entry, "experiments": ["cli"]}
+    if args.out:
+        from .run import save_run
+
+        save_run(args.out, run, model, entry)
+    del torch
+    if args.json:
+        print(json.dumps(entry, indent=1))
+    else:
+        print(f"{entry['name']}: {entry['params']:,} parameters, {entry['macs']:,} MACs, validation accuracy "
+              f"{entry['val_accuracy']:.3f}, test accuracy {entry['accuracy']:.3f} ({entry['train_seconds']:.0f} s)")
+
+
+def cmd_reproduce(args) -> None:
+    from .run import reproduce
+    from .store import RESULTS
+
+    if args.quick and args.out is None:
+        from ..cli import UserError
+
+        raise UserError("--quick writes a reduced reproduction: give it a folder with --out (the stored results "
+                        "stay as they are)")
+    results = reproduce(args.out or RESULTS, quick=args.quick, jobs=args.jobs)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        print(f"{len(results['models'])} models, results in {(args.out or RESULTS) / 'results.json'} "
+              f"({results['wall_seconds'] / 60:.1f} min)")
