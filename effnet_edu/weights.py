@@ -250,14 +250,34 @@ def load_checkpoint(path) -> dict:
     return obj
 
 
-def save_weights(model: EfficientNet, path) -> Path:
-    """Save weights with what is needed to rebuild the model exactly (settings and weights source), atomically."""
+def weights_meta(model: EfficientNet) -> dict:
+    """The model settings a weights file stores (``from_file`` rebuilds the network from them by itself)."""
+    return {k: v for k, v in vars(model.config).items() if isinstance(v, (int, float, str, bool))}
+
+
+def save_weights(model: EfficientNet, path, extra: dict | None = None) -> Path:
+    """Save weights with what is needed to rebuild the model exactly (settings and weights source), plus any
+    ``extra`` entries beside them (a training checkpoint stores its optimizer state and position there).
+
+    Atomic, and safe in a shared folder: the bytes go to a new temporary file in the same folder, created
+    exclusively (O_EXCL, O_NOFOLLOW: a file or symlink planted there is never written through), then ``os.replace``
+    puts it in place. A crash or a full disk leaves the previous file intact and no temporary file behind."""
+    import os
+    import secrets
+
     path = Path(path)
-    meta = {k: v for k, v in vars(model.config).items() if isinstance(v, (int, float, str, bool))}
-    meta["weights_source"] = getattr(model, "weights_source", "ours")
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"state_dict": model.state_dict(), "effnet_edu": meta}, tmp)
-    tmp.replace(path)
+    meta = {**weights_meta(model), "weights_source": getattr(model, "weights_source", "ours")}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            torch.save({**(extra or {}), "state_dict": model.state_dict(), "effnet_edu": meta}, file)
+            file.flush()
+            os.fsync(file.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
