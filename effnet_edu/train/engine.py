@@ -486,8 +486,8 @@ class Trainer:
             kept = f"last.pt holds step {self.saved_step}" if self.saved_step else "no checkpoint was written"
             fix = f"lower --lr-per-256 (now {self.config.lr_per_256:g})" + (
                 " or train in --precision fp32" if self.config.precision == "fp16" else "")
-            raise TrainError(f"the {what} became NaN or infinite by step {self.run.step} ({since}); stopped "
-                             f"without saving it ({kept}): {fix}")
+            raise TrainError(f"the {what} became NaN or infinite by step {self.run.step} ({since}); stopped, "
+                             f"{kept}: {fix}")
         self.checked_step = self.run.step
 
     # --------------------------------------------------------------- the named steps
@@ -502,7 +502,8 @@ class Trainer:
         if not isinstance(state, dict) or not {"optimizer", "rng", *Run.COUNTERS} <= set(state):
             raise TrainError(f"--resume: {path} is not a checkpoint written by effnet-edu train")
         theirs, ours = state.get("effnet_edu") or {}, weights_meta(self.run.model)
-        differ = [f"{k} {theirs.get(k)!r} (this run: {ours[k]!r})" for k in ours if theirs.get(k) != ours[k]]
+        differ = [f"{k} {theirs.get(k)!r} (this run: {ours[k]!r})" for k in ours
+                  if k != "name" and theirs.get(k) != ours[k]]  # the name follows from the other settings
         if differ:
             raise TrainError(f"--resume: {path} holds a different network ({', '.join(differ)}): resume with the "
                              f"same model settings, or train into a new --output")
@@ -634,23 +635,23 @@ class Trainer:
         """One optimizer step and whatever falls due after it: log, evaluate, save."""
         c, run = self.config, self.run
         loss, lr = self.train_step(batches)
-        final = run.step >= self.last_step
+        final, end_of_epoch = run.step >= self.last_step, run.batch_in_epoch >= self.steps_per_epoch
         epoch = run.epoch + run.batch_in_epoch / self.steps_per_epoch
-        row = {"step": run.step, "epoch": epoch, **self.log(lr)} if run.step % c.log_every == 0 or final else {}
+        evaluating = (end_of_epoch and (run.epoch + 1) % c.eval_every == 0) or final
+        # The loss is logged wherever accuracies are, so no row of log.csv lacks it (and always at the last step).
+        row = {"step": run.step, "epoch": epoch, **self.log(lr)} if run.step % c.log_every == 0 or evaluating else {}
         if self.bar:
             self.bar.update(1)
         if self.rank == 0 and "on_step" in self.callbacks:
             self.call("on_step", {"step": run.step, "epoch": epoch, "lr": lr, "loss": loss.item()})
-        end_of_epoch = run.batch_in_epoch >= self.steps_per_epoch
         if end_of_epoch:
             run.epoch, run.batch_in_epoch = run.epoch + 1, 0
-        evaluated = (end_of_epoch and run.epoch % c.eval_every == 0) or final
-        improved = evaluated and self.evaluate_and_keep_best()
-        if evaluated:
+        improved = evaluating and self.evaluate_and_keep_best()
+        if evaluating:
             row.update(self.metrics)
         if row and self.log_file:
             self.log_file.write({**row, "bad_images": run.bad_images})
-        if evaluated:
+        if evaluating:
             self.call("on_eval", self.metrics)
         if end_of_epoch:
             self.call("on_epoch_end", {"step": run.step, "epoch": run.epoch, **self.metrics})
