@@ -21,13 +21,10 @@ index)). ``best.pt`` is the same record at the best minival top-1 (Section 5.2's
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import os
 import random
-import socket
 import time
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -40,8 +37,10 @@ from ..arch import resolve
 from ..model import EfficientNet
 from ..weights import save_weights, weights_meta
 from .config import TrainConfig, TrainError, check
-from .data import DataError, FolderDataset, ResumableSampler, augment_transform, eval_transform, minival_split, scan_folder
+from .data import (DataError, FolderDataset, ResumableSampler, augment_transform, eval_transform, minival_split,
+                   scan_folder)
 from .optim import EMA, RMSpropTF, lr_at, param_groups
+from .output import Log, OutputLock, claim_output
 
 
 # ----------------------------------------------------------------------------- processes and devices
@@ -241,124 +240,6 @@ class Run:
             setattr(self, name, state[name])
         rngs = state["rng"]
         set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])  # a different process count: rank 0's
-
-
-# ----------------------------------------------------------------------------- the output folder
-
-class OutputLock:
-    """``<output>/run.lock`` holds "pid host" of the run that writes the folder, so a second run refuses to start
-    instead of interleaving checkpoints. A lock whose process is gone on this host (a run killed with SIGKILL) is
-    stale and taken over; one from another host is kept, since its process cannot be checked from here."""
-
-    def __init__(self, path: Path):
-        self.path, self.held = path, False
-
-    def owner(self) -> tuple[int, str] | None:
-        """(pid, host) of a live holder; None when the lock is stale."""
-        try:
-            pid, host = self.path.read_text().split()
-            pid = int(pid)
-        except (OSError, ValueError):  # unreadable or garbled: stale unless just created (being written now)
-            try:
-                return None if time.time() - self.path.stat().st_mtime > 10 else (0, "?")
-            except OSError:
-                return None
-        if host != socket.gethostname():
-            return pid, host
-        try:
-            os.kill(pid, 0)  # signal 0: only asks whether the process exists
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass  # exists, owned by another user
-        return pid, host
-
-    def acquire(self) -> None:
-        folder = self.path.parent
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-            except FileExistsError:
-                owner = self.owner()
-                if owner is not None:
-                    raise TrainError(f"{folder} is in use by another run (process {owner[0]} on {owner[1]}, see "
-                                     f"{self.path}): wait for it, choose another --output, or delete the lock "
-                                     f"file if that run is gone") from None
-                self.path.unlink(missing_ok=True)  # stale: its process was killed
-                continue
-            except OSError as exc:
-                raise TrainError(f"cannot write in the --output folder {folder}: {exc.strerror or exc}") from None
-            with os.fdopen(fd, "w") as file:
-                file.write(f"{os.getpid()} {socket.gethostname()}\n")
-            self.held = True
-            return
-        raise TrainError(f"could not take {self.path}: other runs keep creating it")
-
-    def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
-
-
-def claim_output(output: Path, lock: OutputLock, resume: bool) -> None:
-    """Before anything trains: the output is a folder we can write, no other run uses it, and a fresh run does
-    not overwrite an earlier run's checkpoints (``--resume`` continues them)."""
-    if output.exists() and not output.is_dir():
-        raise TrainError(f"--output {output} is a file, not a folder")
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TrainError(f"cannot create the --output folder {output}: {exc.strerror or exc}") from None
-    lock.acquire()
-    last = output / "last.pt"
-    if resume != last.exists():
-        lock.release()
-        raise TrainError(f"--resume: no checkpoint at {last}" if resume else
-                         f"{output} holds a run already ({last}): pass --resume to continue it, or choose another "
-                         f"--output")
-
-
-class Log:
-    """log.csv (one row per logged or evaluated step, both in one row when they coincide) and TensorBoard
-    scalars, written by rank 0. On resume, rows after the checkpoint's step are dropped (those steps are trained
-    again), so the file stays one header and each step once."""
-
-    COLUMNS = ["step", "epoch", "loss", "lr", "images_per_s", "data_wait", "minival_top1", "minival_top5",
-               "val_top1", "val_top5", "bad_images"]
-
-    def __init__(self, output: Path, tensorboard: bool, resume_step: int | None = None):
-        path, kept = output / "log.csv", []
-        if resume_step is not None and path.exists():
-            with open(path, newline="") as file:
-                kept = [row for row in csv.DictReader(file) if (row.get("step") or "").isdigit()
-                        and int(row["step"]) <= resume_step]
-        self.file = open(path, "w", newline="")
-        self.csv = csv.DictWriter(self.file, self.COLUMNS, extrasaction="ignore")
-        self.csv.writeheader()
-        self.csv.writerows(kept)
-        self.file.flush()
-        self.tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                # purge_step: TensorBoard hides the events of steps that the resumed run trains again
-                purge = None if resume_step is None else resume_step + 1
-                self.tb = SummaryWriter(str(output / "tensorboard"), purge_step=purge)
-            except ImportError:
-                pass  # tensorboard is an optional extra: pip install 'effnet-edu[train]'
-
-    def write(self, row: dict) -> None:
-        self.csv.writerow(row)
-        self.file.flush()
-        if self.tb:
-            for key, value in row.items():
-                if key not in ("step", "epoch") and value is not None:
-                    self.tb.add_scalar(key, value, row["step"])
-
-    def close(self) -> None:
-        self.file.close()
-        if self.tb:
-            self.tb.close()
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -617,7 +498,7 @@ class Trainer:
                 run.model.train()
                 batches = iter(self.loader)
                 for _ in range(run.batch_in_epoch, self.steps_per_epoch):  # the rest of this epoch
-                    self.step(batches)
+                    self.iteration(batches)
                     if run.step >= self.last_step:
                         break
         finally:
@@ -631,7 +512,7 @@ class Trainer:
         return {"step": run.step, "epoch": run.epoch, "best_minival_top1": run.best_minival_top1,
                 "bad_images": run.bad_images, "empty_classes": self.empty, **self.metrics}
 
-    def step(self, batches) -> None:
+    def iteration(self, batches) -> None:
         """One optimizer step and whatever falls due after it: log, evaluate, save."""
         c, run = self.config, self.run
         loss, lr = self.train_step(batches)
