@@ -66,6 +66,24 @@ def test_nan_loss_stops_the_run_and_no_nan_weights_are_saved(data, tmp_path, cap
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
+def test_nan_weights_the_loss_does_not_see_are_never_saved(data, tmp_path, monkeypatch):
+    """A NaN in the EMA's BatchNorm statistics (the training loss uses neither): the check before every save stops
+    the run, and last.pt keeps the last finite state."""
+    from effnet_edu.train import EMA
+
+    update = EMA.update
+
+    def update_then_poison(self, model):
+        update(self, model)
+        if self.updates == 3:
+            next(b for n, b in self.module.named_buffers() if n.endswith("running_var")).fill_(float("nan"))
+
+    monkeypatch.setattr(EMA, "update", update_then_poison)
+    with pytest.raises(TrainError, match=r"the weights became NaN or infinite by step 3 .* last.pt holds step 2"):
+        train(tiny(data, tmp_path, checkpoint_every=1))
+    assert finite(tmp_path / "last.pt") and torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 2
+
+
 @pytest.mark.slow
 def test_nan_loss_under_ddp_stops_every_process(data, tmp_path):
     """Both torchrun processes stop with the message (the flag is all-reduced): none hangs in a collective."""

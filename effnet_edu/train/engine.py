@@ -143,12 +143,6 @@ def build_datasets(config: TrainConfig, resolution: int) -> dict:
     """train / minival (held out of train) / val (if DATA/val exists) datasets and the class names."""
     root = Path(config.data)
     samples, classes, empty = scan_folder(root / "train")
-    if (root / "val").is_dir():
-        val_only = sorted(p.name for p in (root / "val").iterdir() if p.is_dir() and p.name not in classes)
-        if val_only:  # its images would silently drop out of the val accuracy: the model cannot predict them
-            raise DataError(f"{root / 'val'} has {len(val_only)} class folder(s) that {root / 'train'} lacks "
-                            f"({', '.join(val_only[:5])}{' ...' if len(val_only) > 5 else ''}): add them to train/ "
-                            f"or remove them from val/")
     train_ix, minival_ix = minival_split(samples, config.minival_size, config.seed)
     augment = augment_transform(resolution, config.augment, config.randaugment_n, config.randaugment_m)
     test = eval_transform(resolution)
@@ -156,6 +150,11 @@ def build_datasets(config: TrainConfig, resolution: int) -> dict:
            "train": FolderDataset([samples[i] for i in train_ix], augment, config.seed, config.skip_bad_images),
            "minival": FolderDataset([samples[i] for i in minival_ix], test, skip_bad=config.skip_bad_images)}
     if (root / "val").is_dir():
+        val_only = sorted(p.name for p in (root / "val").iterdir() if p.is_dir() and p.name not in classes)
+        if val_only:  # its images would silently drop out of the val accuracy: the model cannot predict them
+            raise DataError(f"{root / 'val'} has {len(val_only)} class folder(s) that {root / 'train'} lacks "
+                            f"({', '.join(val_only[:5])}{' ...' if len(val_only) > 5 else ''}): add them to train/ "
+                            f"or remove them from val/")
         val_samples, _, _ = scan_folder(root / "val", classes)
         out["val"] = FolderDataset(val_samples, test, skip_bad=config.skip_bad_images)
     return out
@@ -380,8 +379,8 @@ class Trainer:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise TrainError(f"--resume: {path} is not a readable checkpoint ({_first_line(exc)})") from None
-        if not isinstance(state, dict) or not {"optimizer", "rng", *Run.COUNTERS} <= set(state):
-            raise TrainError(f"--resume: {path} is not a checkpoint written by effnet-edu train")
+        if not isinstance(state, dict) or "optimizer" not in state:
+            raise TrainError(f"--resume: {path} is not a checkpoint written by effnet-edu train (no optimizer state)")
         theirs, ours = state.get("effnet_edu") or {}, weights_meta(self.run.model)
         differ = [f"{k} {theirs.get(k)!r} (this run: {ours[k]!r})" for k in ours
                   if k != "name" and theirs.get(k) != ours[k]]  # the name follows from the other settings
@@ -390,7 +389,9 @@ class Trainer:
                              f"same model settings, or train into a new --output")
         try:
             self.run.load_state_dict(state, self.rank)
-        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        except KeyError as exc:
+            raise TrainError(f"--resume: {path} is not a checkpoint written by effnet-edu train (no {exc})") from None
+        except (ValueError, RuntimeError, TypeError) as exc:
             raise TrainError(f"--resume: {path} does not fit this run ({_first_line(exc)})") from None
         self.checked_step = self.saved_step = self.run.step
 
