@@ -215,14 +215,14 @@ class Run:
 
     COUNTERS = ("step", "epoch", "batch_in_epoch", "best_minival_top1", "bad_images")
 
-    def __init__(self, model: EfficientNet, ema: EMA, optimizer: RMSpropTF, scaler: torch.amp.GradScaler):
+    def __init__(self, model: nn.Module, ema: EMA, optimizer: RMSpropTF, scaler: torch.amp.GradScaler):
         self.model, self.ema, self.optimizer, self.scaler = model, ema, optimizer, scaler
         self.step = self.epoch = self.batch_in_epoch = self.bad_images = 0  # optimizer steps; epochs done
         self.best_minival_top1 = -1.0
 
     def state_dict(self) -> dict:
         """The checkpoint record. Under DDP this gathers every process's RNG state: call it on every process."""
-        rngs = [rng_state()]
+        rngs: list = [rng_state()]
         if dist.is_initialized() and dist.get_world_size() > 1:
             rngs = [None] * dist.get_world_size()
             dist.all_gather_object(rngs, rng_state())
@@ -281,7 +281,7 @@ class Trainer:
                              f"than one global batch of {c.batch_size}: pass a smaller --batch-size, e.g. "
                              f"--batch-size {fit} (4 or more steps per epoch)")
         torch.manual_seed(c.seed)
-        model = build_model(c, c.num_classes or len(self.classes))
+        model: nn.Module = build_model(c, c.num_classes or len(self.classes))
         if c.sync_bn and self.world > 1:
             model = convert_sync_bn(model, device)
         model.to(device)
@@ -307,7 +307,7 @@ class Trainer:
         if c.max_steps:
             self.last_step = min(self.last_step, c.max_steps)
 
-        self.ddp_model = model
+        self.ddp_model: nn.Module = model
         if self.world > 1:
             self.ddp_model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -319,7 +319,8 @@ class Trainer:
         self.bar = None
         # NaN/inf guard: a flag OR-ed on the device every step (no sync), read only at log and save points.
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
-        self.checked_step = self.saved_step = None
+        self.checked_step: int | None = None
+        self.saved_step: int | None = None
         self.metrics: dict = {}
         self.window = self.new_window()
 

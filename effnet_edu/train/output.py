@@ -23,8 +23,8 @@ class OutputLock:
     def holder(self) -> str | None:
         """Who holds the lock ("process 123 on host"), or None when the lock is stale."""
         try:
-            pid, host = self.path.read_text().split()
-            pid = int(pid)
+            pid_text, host = self.path.read_text().split()
+            pid = int(pid_text)
         except (OSError, ValueError):  # unreadable or garbled: stale, unless just created and being written now
             try:
                 return None if time.time() - self.path.stat().st_mtime > 10 else "a run that is starting"
