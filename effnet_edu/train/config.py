@@ -76,8 +76,8 @@ class TrainError(Exception):
     command line prints it and exits with status 2)."""
 
 
-# What each setting may be: argparse checks an option as it is read, ``check`` checks a whole config for library
-# callers. (test, what the test means). Floats must also be finite.
+# What each setting may be, as (test, its wording in the error); floats must also be finite. argparse checks an
+# option as it is read (one line, exit status 2), ``check`` a whole config for library callers.
 POSITIVE, AT_LEAST_0, AT_LEAST_1 = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0"), (lambda v: v >= 1, ">= 1")
 FRACTION = (lambda v: 0 <= v < 1, "in [0, 1)")
 LIMITS = {
