@@ -177,16 +177,17 @@ def test_a_second_run_on_the_same_folder_refuses_and_a_stale_lock_is_taken_over(
     one_error(err, "holds a run already", "--resume")
 
 
-def test_checkpoint_writes_never_follow_a_planted_symlink(data, tmp_path, capsys):
+def test_writes_never_follow_a_planted_symlink(data, tmp_path, capsys):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     out = tmp_path / "out"
     out.mkdir()
-    for name in ("best.pt", "last.pt.tmp", ".last.pt.tmp"):
+    for name in ("best.pt", "last.pt.tmp", ".last.pt.tmp", "log.csv"):
         (out / name).symlink_to(victim)
     status, _ = run(capsys, data, out)
     assert status == 0 and victim.read_text() == "precious"
     assert not (out / "best.pt").is_symlink() and finite(out / "best.pt")
+    assert not (out / "log.csv").is_symlink() and (out / "log.csv").read_text().startswith("step,")
 
 
 def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_file(data, tmp_path, capsys,

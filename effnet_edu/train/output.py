@@ -9,6 +9,7 @@ import socket
 import time
 from pathlib import Path
 
+from ..weights import atomic_file
 from .config import TrainError
 
 
@@ -94,15 +95,16 @@ class Log:
 
     def __init__(self, output: Path, tensorboard: bool, resume_step: int | None = None):
         path, kept = output / "log.csv", []
-        if resume_step is not None and path.exists():
+        if resume_step is not None and path.is_file():
             with open(path, newline="") as file:
                 kept = [row for row in csv.DictReader(file) if (row.get("step") or "").isdigit()
                         and int(row["step"]) <= resume_step]
-        self.file = open(path, "w", newline="")
+        with atomic_file(path, "w", newline="") as file:  # replaces a planted link instead of writing through it
+            writer = csv.DictWriter(file, self.COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+        self.file = open(os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)), "a", newline="")
         self.csv = csv.DictWriter(self.file, self.COLUMNS, extrasaction="ignore")
-        self.csv.writeheader()
-        self.csv.writerows(kept)
-        self.file.flush()
         self.tb = None
         if tensorboard:
             try:
