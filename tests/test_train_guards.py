@@ -4,6 +4,7 @@ status and that nothing bad was written (no NaN weights, no temporary files, no 
 
 import errno
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +20,21 @@ from effnet_edu.train.data import make_demo_folder
 # 4 classes x 12 images, 4 held out as minival, batch 8: 5 steps per epoch of a 0.25 x 0.25 network at 32 px.
 TINY = ["--width", "0.25", "--depth", "0.25", "--resolution", "32", "--epochs", "1", "--batch-size", "8",
         "--augment", "none", "--num-workers", "0", "--no-progress", "--no-tensorboard", "--device", "cpu"]
+
+
+def torchrun(args: list, timeout: float) -> subprocess.CompletedProcess:
+    """``torchrun --standalone`` with 2 CPU processes; on a timeout the whole process group is killed, so no
+    worker outlives the test."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    with subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +102,8 @@ def test_nan_weights_the_loss_does_not_see_are_never_saved(data, tmp_path, monke
 @pytest.mark.slow
 def test_nan_loss_under_ddp_stops_every_process(data, tmp_path):
     """Both torchrun processes stop with the message (the flag is all-reduced): none hangs in a collective."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "effnet_edu",
-           "train", "--data", str(data), "--output", str(tmp_path), *TINY, "--lr-per-256", "1e30",
-           "--warmup-epochs", "0", "--log-every", "1000"]
-    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=180)
+    done = torchrun(["-m", "effnet_edu", "train", "--data", str(data), "--output", str(tmp_path), *TINY,
+                     "--lr-per-256", "1e30", "--warmup-epochs", "0", "--log-every", "1000"], timeout=180)
     assert done.returncode != 0
     assert done.stderr.count("effnet-edu train: error: the training loss became NaN or infinite") == 2, done.stderr
     assert not (tmp_path / "last.pt").exists()
