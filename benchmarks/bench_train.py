@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 import effnet_edu as ee
-from effnet_edu.train import FolderDataset, RMSpropTF, param_groups, scan_folder, train_transform
+from effnet_edu.train import FolderDataset, RMSpropTF, augment_transform, param_groups, scan_folder
 
 
 def train_step_rate(model, device, batch, resolution, steps, warmup, bf16, channels_last):
@@ -93,7 +93,7 @@ def pipeline_rate(args, augment):
         make_jpeg_folder(Path(tmp), args.images)
         samples, _, _ = scan_folder(Path(tmp) / "train")
         kb = np.mean([Path(p).stat().st_size for p, _ in samples]) / 1024
-        data = FolderDataset(samples, train_transform(224, augment))  # B0's crop, whatever the step's size
+        data = FolderDataset(samples, augment_transform(224, augment))  # B0's crop, whatever the step's size
         loader = torch.utils.data.DataLoader(data, batch_size=16, num_workers=args.workers,
                                              sampler=[(0, i) for i in range(len(samples))])
         start = time.perf_counter()

@@ -166,6 +166,7 @@ def add_train_command(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "train", help="train on an ImageNet-style folder with the paper's recipe (every recipe value is an option)",
+        usage="effnet-edu train --data DIR [--output DIR] [--model NAME] [--resume] [options: see --help]",
         description="Train with the recipe of Section 5.2 (defaults = the paper's values). Multi-GPU: "
                     "torchrun --nproc_per_node 8 -m effnet_edu train ...")
     add_arguments(parser)
@@ -174,13 +175,13 @@ def add_train_command(subparsers) -> None:
 
 
 def cmd_train(args) -> None:
-    from .train import DataError, from_args, train
+    from .train import DataError, TrainError, from_args, train
 
     if not args.data:
         raise UserError("--data DIR is required (DIR/train/<class>/*.JPEG, optionally DIR/val/<class>/...)")
     try:
         result = train(from_args(args))
-    except (DataError, FileNotFoundError) as exc:
+    except (DataError, TrainError) as exc:
         raise UserError(str(exc)) from None
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in result.items() if k.endswith(("top1", "top5")))
     _emit(args, result, f"done: step {result['step']}, {metrics}; checkpoints in {args.output}")
@@ -188,6 +189,8 @@ def cmd_train(args) -> None:
 
 # ---------------------------------------------------------------------------------------------------- eval
 def add_eval_command(subparsers) -> None:
+    from .train.config import option_type  # the same range checks as train's options
+
     parser = subparsers.add_parser("eval", help="top-1/top-5 accuracy of weights on DIR/val (resize + center crop)")
     parser.add_argument("--model", help="b0..b7, lite0..lite4 (optional for files written by effnet-edu)")
     parser.add_argument("--weights", required=True, help="our checkpoint (EMA weights used), or a torchvision, "
@@ -196,10 +199,11 @@ def add_eval_command(subparsers) -> None:
                         help="where --weights come from (default: read from its keys; timm files need timm or timm_tf)")
     parser.add_argument("--data", required=True, help="dataset folder holding SPLIT/<class>/<images>")
     parser.add_argument("--split", default="val", help="subfolder to evaluate (default: val)")
-    parser.add_argument("--resolution", type=int, help="input resolution (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--num-workers", type=int, default=4)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+    parser.add_argument("--resolution", type=option_type("resolution", int),
+                        help="input resolution (default: the model's)")
+    parser.add_argument("--batch-size", type=option_type("batch_size", int), default=64)
+    parser.add_argument("--num-workers", type=option_type("num_workers", int), default=4)
+    parser.add_argument("--device", type=option_type("device", str), default="auto", help="auto, cpu, cuda, cuda:1")
     parser.add_argument("--json", action="store_true", help="machine-readable output: top1, top5 in percent")
     parser.set_defaults(func=cmd_eval)
 

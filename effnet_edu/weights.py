@@ -14,6 +14,7 @@ Checkpoints are always read with ``torch.load(..., weights_only=True)``: a check
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
 from dataclasses import dataclass, replace
@@ -250,15 +251,42 @@ def load_checkpoint(path) -> dict:
     return obj
 
 
-def save_weights(model: EfficientNet, path) -> Path:
-    """Save weights with what is needed to rebuild the model exactly (settings and weights source), atomically."""
+def weights_meta(model: EfficientNet) -> dict:
+    """The model settings a weights file stores (``from_file`` rebuilds the network from them by itself)."""
+    return {k: v for k, v in vars(model.config).items() if isinstance(v, (int, float, str, bool))}
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode: str = "wb", **open_args):
+    """Write ``path`` all at once or not at all, safely in a shared folder: yields a new temporary file in the same
+    folder, created exclusively (O_EXCL, O_NOFOLLOW: a file or symlink planted there is never written through),
+    which ``os.replace`` puts in place once the block succeeds. A crash or a full disk leaves the previous file
+    intact and no temporary file behind."""
+    import os
+    import secrets
+
     path = Path(path)
-    meta = {k: v for k, v in vars(model.config).items() if isinstance(v, (int, float, str, bool))}
-    meta["weights_source"] = getattr(model, "weights_source", "ours")
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"state_dict": model.state_dict(), "effnet_edu": meta}, tmp)
-    tmp.replace(path)
-    return path
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        with open(fd, mode, **open_args) as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_weights(model: EfficientNet, path, extra: dict | None = None) -> Path:
+    """Save weights with what is needed to rebuild the model exactly (settings and weights source), plus any
+    ``extra`` entries beside them (a training checkpoint stores its optimizer state and position there).
+    Written with ``atomic_file``: never half a file, never through a planted link."""
+    meta = {**weights_meta(model), "weights_source": getattr(model, "weights_source", "ours")}
+    with atomic_file(path) as file:
+        torch.save({**(extra or {}), "state_dict": model.state_dict(), "effnet_edu": meta}, file)
+    return Path(path)
 
 
 def pretrained(model: str, num_classes: int = 1000, **kwargs) -> EfficientNet:

@@ -4,6 +4,7 @@ bad files and empty classes are reported, and ``effnet-edu eval`` reads the chec
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -31,6 +32,21 @@ def tiny(data, output, **changes) -> TrainConfig:
                        batch_size=8, lr_per_256=0.5, warmup_epochs=0.4, num_workers=0, progress=False,
                        log_every=1, checkpoint_every=0, tensorboard=False)
     return replace(base, **changes)
+
+
+def torchrun(args: list, timeout: float) -> subprocess.CompletedProcess:
+    """``torchrun --standalone`` with 2 CPU processes; on a timeout the whole process group is killed, so no
+    worker outlives the test."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    with subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +103,7 @@ def test_ddp_two_processes_with_sync_bn_match_one_process(data, tmp_path):
     common = ["--data", str(data), "--width", "0.25", "--depth", "0.25", "--resolution", "32", "--epochs", "1",
               "--batch-size", "8", "--lr-per-256", "0.5", "--warmup-epochs", "0.4", "--dropout", "0",
               "--drop-path", "0", "--num-workers", "0", "--no-progress", "--no-tensorboard", "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "effnet_edu", "train", *common, "--sync-bn", "--output", str(tmp_path / "ddp")]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    done = torchrun(["-m", "effnet_edu", "train", *common, "--sync-bn", "--output", str(tmp_path / "ddp")], timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert main(["train", *common, "--output", str(tmp_path / "single")]) == 0
     ddp = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)

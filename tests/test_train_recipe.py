@@ -14,7 +14,7 @@ from torchvision import transforms as T
 
 from effnet_edu import build
 from effnet_edu.train import (EMA, FolderDataset, ResumableSampler, RMSpropTF, TrainConfig, add_arguments,
-                              eval_transform, from_args, lr_at, minival_split, param_groups, train_transform)
+                              augment_transform, eval_transform, from_args, lr_at, minival_split, param_groups)
 from effnet_edu.weights import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -170,17 +170,17 @@ def test_minival_split_imagenet_shaped():
         assert abs(got - n * len(held) / len(samples)) < 1  # largest remainder: within 1 of the exact share
 
 
-def test_train_transform_is_the_papers():
-    t = train_transform(64)
+def test_augment_transform_is_the_papers():
+    t = augment_transform(64)
     crop, flip, policy = t.transforms[:3]
     assert isinstance(crop, T.RandomResizedCrop) and crop.scale == (0.08, 1.0)
     assert crop.ratio == pytest.approx((3 / 4, 4 / 3)) and crop.interpolation == T.InterpolationMode.BICUBIC
     assert isinstance(flip, T.RandomHorizontalFlip) and flip.p == 0.5
     assert isinstance(policy, T.AutoAugment) and policy.policy == T.AutoAugmentPolicy.IMAGENET
-    assert isinstance(train_transform(64, "randaugment").transforms[2], T.RandAugment)
-    assert train_transform(40)(Image.new("RGB", (80, 60))).shape == (3, 40, 40)
+    assert isinstance(augment_transform(64, "randaugment").transforms[2], T.RandAugment)
+    assert augment_transform(40)(Image.new("RGB", (80, 60))).shape == (3, 40, 40)
     with pytest.raises(ValueError, match="autoaugment"):
-        train_transform(64, "mixup")
+        augment_transform(64, "mixup")
 
 
 def bordered(size, inner):
@@ -205,7 +205,7 @@ def test_eval_crop_keeps_res_over_res_plus_32():
 
 def test_augmentation_is_seeded_per_sample_and_leaves_global_rng(tmp_path):
     Image.effect_noise((64, 48), 60).convert("RGB").save(tmp_path / "a.JPEG")
-    data = FolderDataset([(str(tmp_path / "a.JPEG"), 0)], train_transform(32), seed=3)
+    data = FolderDataset([(str(tmp_path / "a.JPEG"), 0)], augment_transform(32), seed=3)
     torch.manual_seed(0)
     expected_next = torch.rand(3)
     torch.manual_seed(0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import math
 import re
 import typing
 from dataclasses import dataclass, fields
@@ -69,6 +70,73 @@ class TrainConfig:
     progress: bool = True  # tqdm bar on rank 0
 
 
+class TrainError(Exception):
+    """A run that cannot start or cannot go on: a setting out of range, an output folder in use or not writable, a
+    checkpoint that does not fit, a loss that became NaN. The message is one line that says what to change (the
+    command line prints it and exits with status 2)."""
+
+
+# What each setting may be, as (test, its wording in the error); floats must also be finite. argparse checks an
+# option as it is read (one line, exit status 2), ``check`` a whole config for library callers.
+POSITIVE, AT_LEAST_0, AT_LEAST_1 = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0"), (lambda v: v >= 1, ">= 1")
+FRACTION = (lambda v: 0 <= v < 1, "in [0, 1)")
+LIMITS = {
+    "width": POSITIVE, "depth": POSITIVE, "resolution": AT_LEAST_1, "num_classes": AT_LEAST_1, "dropout": FRACTION,
+    "drop_path": FRACTION, "bn_momentum": (lambda v: 0 < v < 1, "in (0, 1)"), "epochs": POSITIVE,
+    "batch_size": AT_LEAST_1, "lr_per_256": POSITIVE, "warmup_epochs": AT_LEAST_0, "decay_epochs": POSITIVE,
+    "decay_rate": (lambda v: 0 < v <= 1, "in (0, 1]"), "rmsprop_decay": FRACTION, "momentum": FRACTION,
+    "eps": POSITIVE, "weight_decay": AT_LEAST_0, "label_smoothing": FRACTION, "ema_decay": FRACTION,
+    "randaugment_n": AT_LEAST_0, "randaugment_m": (lambda v: 0 <= v <= 30, "in 0..30"),  # torchvision: 31 bins
+    "minival_size": AT_LEAST_0, "num_workers": AT_LEAST_0, "seed": AT_LEAST_0, "accumulate": AT_LEAST_1,
+    "checkpoint_every": AT_LEAST_0, "max_steps": AT_LEAST_0, "eval_every": AT_LEAST_1, "log_every": AT_LEAST_1,
+}
+CHOICES = {"augment": ("autoaugment", "randaugment", "none"), "precision": ("auto", "fp32", "bf16", "fp16")}
+
+
+def device_problem(text: str) -> str | None:
+    """Why ``text`` is not a device this machine can train on (None when it is): auto, cpu, cuda, cuda:N, mps."""
+    if text == "auto":
+        return None
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        return f"expected auto, cpu, cuda, cuda:N or mps, got {text!r}"
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return f"{text!r} needs a CUDA GPU and PyTorch sees none here; use cpu (or auto)"
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        return f"{text!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return f"{text!r} needs Apple's MPS backend, which PyTorch does not find here; use cpu (or auto)"
+    if device.type not in ("cpu", "cuda", "mps"):
+        return f"expected auto, cpu, cuda, cuda:N or mps, got {text!r}"
+    return None
+
+
+def problem(name: str, value) -> str | None:
+    """Why ``value`` is not allowed for the setting ``name`` (None when it is)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if name == "device":
+        return device_problem(value)
+    if name in CHOICES and value not in CHOICES[name]:
+        return f"expected one of {', '.join(CHOICES[name])}, got {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value}"
+    if name in LIMITS and not LIMITS[name][0](value):
+        return f"must be {LIMITS[name][1]}, got {value}"
+    return None
+
+
+def check(config: TrainConfig) -> None:
+    """Raise TrainError naming the first setting out of range (the command line has checked each already)."""
+    for f in fields(config):
+        why = problem(f.name, getattr(config, f.name))
+        if why:
+            raise TrainError(f"{f.name}: {why}")
+
+
 def field_help() -> dict[str, str]:
     """Each field's trailing comment, so ``--help`` says *why* a default is what it is (one source of truth)."""
     source = inspect.getsource(TrainConfig)
@@ -81,17 +149,28 @@ def _field_type(f: dataclasses.Field, hints: dict) -> type:
     return args[0] if args else hint  # "float | None" -> float
 
 
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+def option_type(name: str, kind: type, optional: bool = False):
+    """An argparse ``type=`` for the setting ``name``: parse as ``kind`` ("none" for None when ``optional``),
+    then check the range, so a bad value is one line from argparse and exit status 2."""
+    def convert(text: str):
+        if optional and text.lower() == "none":
+            return None
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        why = problem(name, value)
+        if why:
+            raise argparse.ArgumentTypeError(why)
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in some messages
+    return convert
 
 
 def add_arguments(parser: argparse.ArgumentParser, skip=()) -> None:
     """One ``--option`` per TrainConfig field (``--batch-size``, ``--lr-per-256`` ...), default = the paper's.
-    Booleans take ``--flag`` / ``--no-flag``; optional fields accept ``none``."""
+    Booleans take ``--flag`` / ``--no-flag``; optional fields accept ``none``; every value is range-checked."""
     hints = typing.get_type_hints(TrainConfig)
     helps = field_help()
     for f in fields(TrainConfig):
@@ -99,16 +178,14 @@ def add_arguments(parser: argparse.ArgumentParser, skip=()) -> None:
             continue
         kind = _field_type(f, hints)
         flag = "--" + f.name.replace("_", "-")
+        text = f"{helps.get(f.name, '')} (default: {f.default})".replace("%", "%%")
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                                help=f"{helps.get(f.name, '')} (default: {f.default})".replace("%", "%%"))
-            continue
-        convert = kind
-        if f.default is None:
-            def convert(text, kind=kind):
-                return None if text.lower() == "none" else kind(text)
-        parser.add_argument(flag, type=convert, default=f.default, metavar=kind.__name__.upper(),
-                            help=f"{helps.get(f.name, '')} (default: {f.default})".replace("%", "%%"))
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=text)
+        elif f.name in CHOICES:
+            parser.add_argument(flag, choices=CHOICES[f.name], default=f.default, help=text)
+        else:
+            parser.add_argument(flag, type=option_type(f.name, kind, optional=f.default is None), default=f.default,
+                                metavar=kind.__name__.upper(), help=text)
 
 
 def from_args(args: argparse.Namespace, **overrides) -> TrainConfig:

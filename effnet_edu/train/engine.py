@@ -3,16 +3,24 @@
     effnet-edu train --model b0 --data /imagenet --output runs/b0                  # one GPU (or CPU)
     torchrun --nproc_per_node 8 -m effnet_edu train --model b0 --data ... --output runs/b0   # 8 GPUs, DDP
 
-Every ``checkpoint_every`` steps and at each epoch end, ``<output>/last.pt`` holds everything needed to continue
-bit-exactly: weights, EMA, optimizer slots, step, RNG states of every process and the sampler position (the data
-order is a pure function of (seed, epoch), the augmentation of (seed, epoch, index)). ``best.pt`` holds the EMA
-weights with the best minival top-1 (Section 5.2's early stopping).
+A run is a ``Trainer`` whose named steps are ``restore`` (from last.pt), ``train_step``, ``log``,
+``evaluate_and_keep_best`` and ``save``; ``fit`` strings them together. Everything a checkpoint holds is one
+record, ``Run``, whose ``state_dict()`` is the checkpoint schema:
+
+    state_dict, effnet_edu   the EMA weights and the settings that rebuild the network (``weights.save_weights``)
+    model, ema, ema_updates  the trained weights and their moving average (``ema`` is ``state_dict``: stored once)
+    optimizer, scaler        RMSProp slots, fp16 loss scale
+    step, epoch, batch_in_epoch, best_minival_top1, bad_images, rng (every process's)   where the run is
+    config, classes          the recipe and the class folders' names
+
+Every ``checkpoint_every`` steps, at each epoch end and at the end, ``<output>/last.pt`` holds everything needed to
+continue bit-exactly (the data order is a pure function of (seed, epoch), the augmentation of (seed, epoch,
+index)). ``best.pt`` is the same record at the best minival top-1 (Section 5.2's early stopping).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import os
 import random
@@ -27,9 +35,12 @@ from torch import nn
 
 from ..arch import resolve
 from ..model import EfficientNet
-from .config import TrainConfig
-from .data import FolderDataset, ResumableSampler, eval_transform, minival_split, scan_folder, train_transform
+from ..weights import save_weights, weights_meta
+from .config import TrainConfig, TrainError, check
+from .data import (DataError, FolderDataset, ResumableSampler, augment_transform, eval_transform, minival_split,
+                   scan_folder)
 from .optim import EMA, RMSpropTF, lr_at, param_groups
+from .output import Log, OutputLock, claim_output
 
 
 # ----------------------------------------------------------------------------- processes and devices
@@ -101,13 +112,12 @@ def convert_sync_bn(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def autocast(config: TrainConfig, device: torch.device):
+    """(autocast context, whether fp16 needs a loss scaler) for ``config.precision``."""
     precision = config.precision
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
     if precision == "fp32":
         return contextlib.nullcontext(), False
-    if precision not in ("bf16", "fp16"):
-        raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype), precision == "fp16"
 
@@ -134,13 +144,17 @@ def build_datasets(config: TrainConfig, resolution: int) -> dict:
     root = Path(config.data)
     samples, classes, empty = scan_folder(root / "train")
     train_ix, minival_ix = minival_split(samples, config.minival_size, config.seed)
-    augment = train_transform(resolution, config.augment, randaugment_n=config.randaugment_n,
-                              randaugment_m=config.randaugment_m)
+    augment = augment_transform(resolution, config.augment, config.randaugment_n, config.randaugment_m)
     test = eval_transform(resolution)
     out = {"classes": classes, "empty": empty,
            "train": FolderDataset([samples[i] for i in train_ix], augment, config.seed, config.skip_bad_images),
            "minival": FolderDataset([samples[i] for i in minival_ix], test, skip_bad=config.skip_bad_images)}
     if (root / "val").is_dir():
+        val_only = sorted(p.name for p in (root / "val").iterdir() if p.is_dir() and p.name not in classes)
+        if val_only:  # its images would silently drop out of the val accuracy: the model cannot predict them
+            raise DataError(f"{root / 'val'} has {len(val_only)} class folder(s) that {root / 'train'} lacks "
+                            f"({', '.join(val_only[:5])}{' ...' if len(val_only) > 5 else ''}): add them to train/ "
+                            f"or remove them from val/")
         val_samples, _, _ = scan_folder(root / "val", classes)
         out["val"] = FolderDataset(val_samples, test, skip_bad=config.skip_bad_images)
     return out
@@ -177,7 +191,7 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp=contextlib.null
             "bad": int(stats[3].item())}
 
 
-# ----------------------------------------------------------------------------- checkpoints
+# ----------------------------------------------------------------------------- the run's state (the checkpoint)
 
 def rng_state() -> dict:
     np_state = np.random.get_state()
@@ -195,239 +209,339 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def weights_meta(model: EfficientNet) -> dict:
-    """The model settings ``weights.from_file`` needs to rebuild the network from a checkpoint by itself."""
-    meta = {k: v for k, v in vars(model.config).items() if isinstance(v, (int, float, str, bool))}
-    return {**meta, "weights_source": "ours"}
+class Run:
+    """Everything that changes as a run trains and that a checkpoint must hold to continue it bit-exactly: the
+    weights, their EMA, the optimizer slots, the loss scaler, where the run is, and every process's RNG state."""
 
+    COUNTERS = ("step", "epoch", "batch_in_epoch", "best_minival_top1", "bad_images")
 
-def save_atomic(obj: dict, path: Path) -> None:
-    """Write to a temporary file, then rename: a crash mid-write never leaves a half checkpoint behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    def __init__(self, model: nn.Module, ema: EMA, optimizer: RMSpropTF, scaler: torch.amp.GradScaler):
+        self.model, self.ema, self.optimizer, self.scaler = model, ema, optimizer, scaler
+        self.step = self.epoch = self.batch_in_epoch = self.bad_images = 0  # optimizer steps; epochs done
+        self.best_minival_top1 = -1.0
+
+    def state_dict(self) -> dict:
+        """The checkpoint record. Under DDP this gathers every process's RNG state: call it on every process."""
+        rngs: list = [rng_state()]
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            rngs = [None] * dist.get_world_size()
+            dist.all_gather_object(rngs, rng_state())
+        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "ema_updates": self.ema.updates,
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rngs,
+                **{name: getattr(self, name) for name in self.COUNTERS}}
+
+    def load_state_dict(self, state: dict, rank: int = 0) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"], state["ema_updates"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        for name in self.COUNTERS:
+            setattr(self, name, state[name])
+        rngs = state["rng"]
+        set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])  # a different process count: rank 0's
 
 
 # ----------------------------------------------------------------------------- the loop
 
-class _Log:
-    """log.csv (one row per log interval or evaluation) and TensorBoard scalars, written by rank 0."""
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
-    COLUMNS = ["step", "epoch", "loss", "lr", "images_per_s", "data_wait", "minival_top1", "minival_top5",
-               "val_top1", "val_top5", "bad_images"]
 
-    def __init__(self, output: Path, tensorboard: bool):
-        path = output / "log.csv"
-        new = not path.exists()
-        self.file = open(path, "a", newline="")
-        self.csv = csv.DictWriter(self.file, self.COLUMNS, extrasaction="ignore")
-        if new:
-            self.csv.writeheader()
-        self.tb = None
-        if tensorboard:
+class Trainer:
+    """One run of the recipe. ``__init__`` checks the settings and the data and builds everything without writing
+    a byte; ``fit`` claims the output folder, then ``restore``s (with --resume) and repeats ``train_step``,
+    ``log``, ``evaluate_and_keep_best`` and ``save``. ``callbacks`` maps "on_step" / "on_eval" / "on_epoch_end"
+    to a function (or list) called on rank 0 with a dict of the current numbers (step, epoch, loss, lr,
+    minival_top1 ...), so a notebook can plot live without the trainer knowing about plots."""
+
+    def __init__(self, config: TrainConfig, callbacks: dict | None = None):
+        check(config)
+        self.config, self.callbacks = config, callbacks or {}
+        self.rank, self.world, self.device = setup_distributed(config.device)
+        c, device = config, self.device
+        if c.batch_size % (self.world * c.accumulate):
+            raise TrainError(f"--batch-size {c.batch_size} (global) must divide by processes x accumulate = "
+                             f"{self.world} x {c.accumulate}")
+        micro = c.batch_size // (self.world * c.accumulate)  # images per process per forward pass
+
+        torch.manual_seed(c.seed)  # same initial weights on every process (DDP also broadcasts them)
+        random.seed(c.seed)
+        np.random.seed(c.seed)
+        resolution = model_config(c, 1).resolution  # the model's own unless --resolution is given
+        data = build_datasets(c, resolution)
+        self.classes, self.empty = data["classes"], data["empty"]
+        if c.num_classes is not None and c.num_classes < len(self.classes):
+            raise TrainError(f"--num-classes {c.num_classes} is fewer than the {len(self.classes)} class folders "
+                             f"in {Path(c.data) / 'train'}")
+        if len(data["train"]) < c.batch_size:  # small data: say what to pass instead of training on nothing
+            unit = self.world * c.accumulate
+            fit = unit * 2 ** max(0, int(math.log2(max(1, len(data["train"]) // (4 * unit)))))
+            raise TrainError(f"the training set has {len(data['train'])} images (after the minival split), fewer "
+                             f"than one global batch of {c.batch_size}: pass a smaller --batch-size, e.g. "
+                             f"--batch-size {fit} (4 or more steps per epoch)")
+        torch.manual_seed(c.seed)
+        model: nn.Module = build_model(c, c.num_classes or len(self.classes))
+        if c.sync_bn and self.world > 1:
+            model = convert_sync_bn(model, device)
+        model.to(device)
+        self.channels_last = c.channels_last and device.type == "cuda"
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.amp, fp16 = autocast(c, device)
+        optimizer = RMSpropTF(param_groups(model, c.weight_decay, c.decay_biases), lr=0.0, decay=c.rmsprop_decay,
+                              momentum=c.momentum, eps=c.eps)
+        self.run = Run(model, EMA(model, c.ema_decay, c.ema_warmup), optimizer,
+                       torch.amp.GradScaler(device.type, enabled=fp16))
+        self.peak_lr = c.lr_per_256 * c.batch_size / 256  # linear scaling: 0.256 at batch 4096
+
+        self.sampler = ResumableSampler(len(data["train"]), c.batch_size, self.rank, self.world, c.seed)
+        self.loader = torch.utils.data.DataLoader(
+            data["train"], batch_size=micro, sampler=self.sampler, num_workers=c.num_workers,
+            pin_memory=device.type == "cuda", generator=torch.Generator(),  # own generator: global RNG untouched
+            prefetch_factor=4 if c.num_workers else None)
+        self.eval_loaders = {name: eval_loader(data[name], micro, c.num_workers, self.rank, self.world)
+                             for name in ("minival", "val") if name in data and len(data[name])}
+        self.steps_per_epoch = self.sampler.batches
+        self.last_step = max(1, round(c.epochs * self.steps_per_epoch))
+        if c.max_steps:
+            self.last_step = min(self.last_step, c.max_steps)
+
+        self.ddp_model: nn.Module = model
+        if self.world > 1:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.run_model = torch.compile(self.ddp_model) if c.compile else self.ddp_model
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
+        self.output = Path(c.output)
+        self.lock = OutputLock(self.output / "run.lock")
+        self.log_file: Log | None = None
+        self.bar = None
+        # NaN/inf guard: a flag OR-ed on the device every step (no sync), read only at log and save points.
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+        self.checked_step: int | None = None
+        self.saved_step: int | None = None
+        self.metrics: dict = {}
+        self.window = self.new_window()
+
+    # --------------------------------------------------------------- helpers shared by the steps
+    def on_rank0(self, fn) -> None:
+        """Run ``fn`` on rank 0 only; a TrainError there stops every process (the others would wait forever)."""
+        error = None
+        if self.rank == 0:
             try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(output / "tensorboard"))
-            except ImportError:
-                pass  # tensorboard is an optional extra: pip install 'effnet-edu[train]'
+                fn()
+            except TrainError as exc:
+                error = str(exc)
+        if self.world > 1:
+            box = [error]
+            dist.broadcast_object_list(box, src=0)
+            error = box[0]
+        if error:
+            raise TrainError(error)
 
-    def write(self, row: dict) -> None:
-        self.csv.writerow(row)
-        self.file.flush()
-        if self.tb:
-            for key, value in row.items():
-                if key not in ("step", "epoch") and value is not None:
-                    self.tb.add_scalar(key, value, row["step"])
+    def call(self, event: str, state: dict) -> None:
+        fns = self.callbacks.get(event, []) if self.rank == 0 else []
+        for fn in fns if isinstance(fns, (list, tuple)) else [fns]:
+            fn(state)
 
-    def close(self):
-        self.file.close()
-        if self.tb:
-            self.tb.close()
+    def new_window(self) -> dict:
+        return {"loss": torch.zeros((), device=self.device), "steps": 0, "wait": 0.0, "start": time.perf_counter()}
 
+    def check_finite(self, weights: bool = False) -> None:
+        """Stop when a loss since the start (the device flag) or, before a save, a weight is NaN/inf. The flags
+        are all-reduced, so every process stops at the same point instead of one raising and the others
+        hanging in the next collective."""
+        weights_bad = torch.zeros_like(self.nonfinite)
+        if weights:
+            tensors = [t for m in (self.run.model, self.run.ema.module) for t in m.state_dict().values()
+                       if t.is_floating_point()]
+            weights_bad = ~torch.stack([t.isfinite().all() for t in tensors]).all()
+        flags = torch.stack([self.nonfinite, weights_bad]).float()
+        if self.world > 1:
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        loss_bad, weights_bad = flags.tolist()
+        if loss_bad or weights_bad:
+            what = "training loss" if loss_bad else "weights"
+            since = f"finite at step {self.checked_step}" if self.checked_step else "never checked finite"
+            kept = f"last.pt holds step {self.saved_step}" if self.saved_step else "no checkpoint was written"
+            fix = f"lower --lr-per-256 (now {self.config.lr_per_256:g})" + (
+                " or train in --precision fp32" if self.config.precision == "fp16" else "")
+            raise TrainError(f"the {what} became NaN or infinite by step {self.run.step} ({since}); stopped, "
+                             f"{kept}: {fix}")
+        self.checked_step = self.run.step
 
-def _call(callbacks, event: str, state: dict) -> None:
-    fns = (callbacks or {}).get(event, [])
-    for fn in fns if isinstance(fns, (list, tuple)) else [fns]:
-        fn(state)
+    # --------------------------------------------------------------- the named steps
+    def restore(self) -> None:
+        """Continue from last.pt exactly where it was written. A truncated file, a pickle that wants to run code
+        (refused by weights_only loading, nothing executed) or another network's checkpoint is one clear error."""
+        path = self.output / "last.pt"
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise TrainError(f"--resume: {path} is not a readable checkpoint ({_first_line(exc)})") from None
+        if not isinstance(state, dict) or "optimizer" not in state:
+            raise TrainError(f"--resume: {path} is not a checkpoint written by effnet-edu train (no optimizer state)")
+        theirs, ours = state.get("effnet_edu") or {}, weights_meta(self.run.model)
+        differ = [f"{k} {theirs.get(k)!r} (this run: {ours[k]!r})" for k in ours
+                  if k != "name" and theirs.get(k) != ours[k]]  # the name follows from the other settings
+        if differ:
+            raise TrainError(f"--resume: {path} holds a different network ({', '.join(differ)}): resume with the "
+                             f"same model settings, or train into a new --output")
+        try:
+            self.run.load_state_dict(state, self.rank)
+        except KeyError as exc:
+            raise TrainError(f"--resume: {path} is not a checkpoint written by effnet-edu train (no {exc})") from None
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise TrainError(f"--resume: {path} does not fit this run ({_first_line(exc)})") from None
+        self.checked_step = self.saved_step = self.run.step
+
+    def train_step(self, batches) -> tuple[torch.Tensor, float]:
+        """One optimizer step over ``accumulate`` micro-batches; returns the step's loss (still on the device)."""
+        c, run = self.config, self.run
+        lr = lr_at(run.step, self.steps_per_epoch, self.peak_lr, c.warmup_epochs, c.decay_epochs, c.decay_rate)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = torch.zeros((), device=self.device)  # stays on the device: no sync per step
+        for micro_step in range(c.accumulate):
+            t0 = time.perf_counter()
+            images, labels, bad = next(batches)
+            self.window["wait"] += time.perf_counter() - t0
+            self.note_bad_images(bad)
+            images = images.to(self.device, non_blocking=True)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = labels.to(self.device, non_blocking=True)
+            sync = micro_step == c.accumulate - 1 or self.world == 1  # DDP all-reduces on the last one only
+            with (contextlib.nullcontext() if sync else self.ddp_model.no_sync()), self.amp:
+                loss = self.criterion(self.run_model(images).float(), labels) / c.accumulate
+            run.scaler.scale(loss).backward()
+            loss_sum += loss.detach()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.optimizer.zero_grad(set_to_none=True)
+        run.ema.update(run.model)
+        run.step += 1
+        run.batch_in_epoch += 1
+        self.nonfinite |= ~loss_sum.isfinite()
+        self.window["loss"] += loss_sum
+        self.window["steps"] += 1
+        return loss_sum, lr
+
+    def note_bad_images(self, bad) -> None:
+        bad_here = [b for b in bad if b]
+        if bad_here:
+            self.run.bad_images += len(bad_here)
+            with open(self.output / f"bad_images.rank{self.rank}.txt", "a") as file:
+                file.writelines(b + "\n" for b in bad_here)
+
+    def log(self, lr: float) -> dict:
+        """The mean loss since the last log, the learning rate and the throughput. Reading the loss waits for
+        the device, which is why this runs every ``log_every`` steps (and at the last), not every step."""
+        self.check_finite()
+        w, elapsed = self.window, time.perf_counter() - self.window["start"]
+        mean_loss = w["loss"].item() / w["steps"]
+        self.window = self.new_window()
+        if self.bar:
+            self.bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.4g}")
+        return {"loss": mean_loss, "lr": lr, "images_per_s": w["steps"] * self.config.batch_size / elapsed,
+                "data_wait": w["wait"] / elapsed}
+
+    def evaluate_and_keep_best(self) -> bool:
+        """Top-1/top-5 of the EMA weights (as the official code) on minival and val; True when minival improved
+        (Section 5.2's early stopping keeps those weights as best.pt)."""
+        self.check_finite()  # no point evaluating NaN weights
+        run = self.run
+        self.metrics = {"step": run.step, "epoch": run.epoch + run.batch_in_epoch / self.steps_per_epoch}
+        for name, loader in self.eval_loaders.items():
+            result = evaluate(run.ema.module, loader, self.device, self.amp, self.channels_last)
+            self.metrics[f"{name}_top1"], self.metrics[f"{name}_top5"] = result["top1"], result["top5"]
+        improved = self.metrics.get("minival_top1", -math.inf) > run.best_minival_top1
+        if improved:
+            run.best_minival_top1 = self.metrics["minival_top1"]
+        return improved
+
+    def save(self, best: bool = False) -> None:
+        """last.pt (and best.pt when minival improved) through ``weights.save_weights``: atomic, never NaN weights.
+        The EMA weights are the file's ``state_dict``, so ``eval``/``predict``/``from_file`` read it directly."""
+        self.check_finite(weights=True)
+        record = {**self.run.state_dict(), "config": asdict(self.config), "classes": self.classes}
+        paths = [self.output / "last.pt"] + ([self.output / "best.pt"] if best else [])
+
+        def write():
+            for path in paths:
+                try:
+                    save_weights(self.run.ema.module, path, record)
+                except OSError as exc:
+                    kept = f"step {self.saved_step} is kept" if self.saved_step else "no checkpoint was written"
+                    raise TrainError(f"cannot write {path}: {exc.strerror or exc} ({kept})") from None
+
+        self.on_rank0(write)
+        self.saved_step = self.run.step
+
+    # --------------------------------------------------------------- the loop
+    def fit(self) -> dict:
+        c, run = self.config, self.run
+        try:
+            self.on_rank0(lambda: claim_output(self.output, self.lock, c.resume))
+            if c.resume:
+                self.restore()
+            if self.rank == 0:
+                self.log_file = Log(self.output, c.tensorboard, run.step if c.resume else None)
+                if c.progress:
+                    try:
+                        from tqdm.auto import tqdm
+                        self.bar = tqdm(total=self.last_step, initial=run.step, desc="train", unit="step",
+                                        dynamic_ncols=True)
+                    except ImportError:
+                        print("no progress bar: pip install 'effnet-edu[train]' (tqdm); log.csv has every number")
+            while run.step < self.last_step:
+                self.sampler.set_epoch(run.epoch, run.batch_in_epoch)
+                run.model.train()
+                batches = iter(self.loader)
+                for _ in range(run.batch_in_epoch, self.steps_per_epoch):  # the rest of this epoch
+                    self.iteration(batches)
+                    if run.step >= self.last_step:
+                        break
+        finally:
+            if self.bar:
+                self.bar.close()
+            if self.log_file:
+                self.log_file.close()
+            self.lock.release()
+        if run.bad_images and self.rank == 0:
+            print(f"skipped {run.bad_images} unreadable image(s); see {self.output}/bad_images.rank*.txt")
+        return {"step": run.step, "epoch": run.epoch, "best_minival_top1": run.best_minival_top1,
+                "bad_images": run.bad_images, "empty_classes": self.empty, **self.metrics}
+
+    def iteration(self, batches) -> None:
+        """One optimizer step and whatever falls due after it: log, evaluate, save."""
+        c, run = self.config, self.run
+        loss, lr = self.train_step(batches)
+        final, end_of_epoch = run.step >= self.last_step, run.batch_in_epoch >= self.steps_per_epoch
+        epoch = run.epoch + run.batch_in_epoch / self.steps_per_epoch
+        evaluating = (end_of_epoch and (run.epoch + 1) % c.eval_every == 0) or final
+        # The loss is logged wherever accuracies are, so no row of log.csv lacks it (and always at the last step).
+        row = {"step": run.step, "epoch": epoch, **self.log(lr)} if run.step % c.log_every == 0 or evaluating else {}
+        if self.bar:
+            self.bar.update(1)
+        if self.rank == 0 and "on_step" in self.callbacks:
+            self.call("on_step", {"step": run.step, "epoch": epoch, "lr": lr, "loss": loss.item()})
+        if end_of_epoch:
+            run.epoch, run.batch_in_epoch = run.epoch + 1, 0
+        improved = evaluating and self.evaluate_and_keep_best()
+        if evaluating:
+            row.update(self.metrics)
+        if row and self.log_file:
+            self.log_file.write({**row, "bad_images": run.bad_images})
+        if evaluating:
+            self.call("on_eval", self.metrics)
+        if end_of_epoch:
+            self.call("on_epoch_end", {"step": run.step, "epoch": run.epoch, **self.metrics})
+        if end_of_epoch or final or (c.checkpoint_every and run.step % c.checkpoint_every == 0):
+            self.save(best=improved)
 
 
 def train(config: TrainConfig, callbacks: dict | None = None) -> dict:
-    """Train with ``config``; returns the final metrics. ``callbacks`` maps "on_step" / "on_eval" /
-    "on_epoch_end" to a function (or list) called on rank 0 with a dict of the current numbers (step, epoch,
-    loss, lr, minival_top1 ...), so a notebook can plot live without the trainer knowing about plots."""
-    rank, world, device = setup_distributed(config.device)
-    output = Path(config.output)
-    if rank == 0:
-        output.mkdir(parents=True, exist_ok=True)
-    if config.batch_size % (world * config.accumulate):
-        raise ValueError(f"batch_size {config.batch_size} (global) must divide by processes x accumulate = "
-                         f"{world} x {config.accumulate}")
-    micro = config.batch_size // (world * config.accumulate)  # images per process per forward pass
-
-    torch.manual_seed(config.seed)  # same initial weights on every process (DDP also broadcasts them)
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    resolution = model_config(config, 1).resolution  # the model's own unless --resolution is given
-    data = build_datasets(config, resolution)
-    num_classes = config.num_classes or len(data["classes"])
-    torch.manual_seed(config.seed)
-    model = build_model(config, num_classes)
-    if config.sync_bn and world > 1:
-        model = convert_sync_bn(model, device)
-    model.to(device)
-    channels_last = config.channels_last and device.type == "cuda"
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    ema = EMA(model, config.ema_decay, config.ema_warmup)
-
-    peak_lr = config.lr_per_256 * config.batch_size / 256  # linear scaling: 0.256 at batch 4096
-    optimizer = RMSpropTF(param_groups(model, config.weight_decay, config.decay_biases), lr=0.0,
-                          decay=config.rmsprop_decay, momentum=config.momentum, eps=config.eps)
-    amp, fp16 = autocast(config, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=fp16)
-
-    sampler = ResumableSampler(len(data["train"]), config.batch_size, rank, world, config.seed)
-    loader = torch.utils.data.DataLoader(
-        data["train"], batch_size=micro, sampler=sampler, num_workers=config.num_workers,
-        pin_memory=device.type == "cuda", generator=torch.Generator(),  # own generator: global RNG untouched
-        persistent_workers=False, prefetch_factor=4 if config.num_workers else None)
-    eval_batch = max(micro, 1)
-    loaders = {name: eval_loader(data[name], eval_batch, config.num_workers, rank, world)
-               for name in ("minival", "val") if name in data and len(data[name])}
-
-    steps_per_epoch = sampler.batches
-    total_steps = max(1, round(config.epochs * steps_per_epoch))
-    step, epoch, batch_in_epoch, best, bad_total = 0, 0, 0, -1.0, 0
-    last_path, best_path = output / "last.pt", output / "best.pt"
-    if config.resume:
-        if not last_path.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
-        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"], ckpt["ema_updates"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        step, epoch, batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
-        best, bad_total = ckpt["best_minival_top1"], ckpt["bad_images"]
-        states = ckpt["rng"]
-        set_rng_state(states[rank] if rank < len(states) else states[0])
-
-    ddp_model = model
-    if world > 1:
-        ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                                        else None)
-    run_model = torch.compile(ddp_model) if config.compile else ddp_model
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    log = _Log(output, config.tensorboard) if rank == 0 else None
-
-    def checkpoint():
-        states = [None] * world
-        if world > 1:
-            dist.all_gather_object(states, rng_state())
-        else:
-            states = [rng_state()]
-        if rank == 0:
-            save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "ema_updates": ema.updates,
-                         "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
-                         "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best_minival_top1": best,
-                         "bad_images": bad_total, "rng": states, "config": asdict(config),
-                         "classes": data["classes"], "effnet_edu": weights_meta(model)}, last_path)
-
-    bar = None
-    if rank == 0 and config.progress:
-        try:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
-        except ImportError:
-            print("no progress bar: pip install 'effnet-edu[train]' (tqdm); log.csv has every number")
-    metrics: dict = {}
-    window = {"loss": 0.0, "steps": 0, "wait": 0.0, "start": time.perf_counter()}
-    while step < total_steps:
-        sampler.set_epoch(epoch, batch_in_epoch)
-        model.train()
-        batches = iter(loader)
-        while batch_in_epoch < steps_per_epoch and step < total_steps:
-            lr = lr_at(step, steps_per_epoch, peak_lr, config.warmup_epochs, config.decay_epochs, config.decay_rate)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss_sum = torch.zeros((), device=device)  # stays on the GPU: no sync per step
-            for micro_step in range(config.accumulate):
-                t0 = time.perf_counter()
-                images, labels, bad = next(batches)
-                window["wait"] += time.perf_counter() - t0
-                bad_here = [b for b in bad if b]
-                if bad_here:
-                    bad_total += len(bad_here)
-                    with open(output / f"bad_images.rank{rank}.txt", "a") as f:
-                        f.writelines(b + "\n" for b in bad_here)
-                images = images.to(device, non_blocking=True)
-                if channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                labels = labels.to(device, non_blocking=True)
-                sync = micro_step == config.accumulate - 1 or world == 1
-                with (contextlib.nullcontext() if sync else ddp_model.no_sync()), amp:
-                    loss = criterion(run_model(images).float(), labels) / config.accumulate
-                scaler.scale(loss).backward()
-                loss_sum += loss.detach()
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            ema.update(model)
-            step += 1
-            batch_in_epoch += 1
-            window["loss"] += loss_sum
-            window["steps"] += 1
-            state = {"step": step, "epoch": epoch + batch_in_epoch / steps_per_epoch, "lr": lr}
-            if bar:
-                bar.update(1)
-            if step % config.log_every == 0:  # reading the loss waits for the GPU: only every log_every steps
-                mean_loss = window["loss"].item() / window["steps"]
-                if not math.isfinite(mean_loss):
-                    raise FloatingPointError(f"loss became {mean_loss} by step {step}; lower --lr-per-256")
-                if rank == 0:
-                    elapsed = time.perf_counter() - window["start"]
-                    log.write({**state, "loss": mean_loss, "bad_images": bad_total,
-                               "images_per_s": window["steps"] * config.batch_size / elapsed,
-                               "data_wait": window["wait"] / elapsed})
-                    if bar:
-                        bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.4g}")
-                window = {"loss": 0.0, "steps": 0, "wait": 0.0, "start": time.perf_counter()}
-            if rank == 0 and callbacks and "on_step" in callbacks:
-                _call(callbacks, "on_step", {**state, "loss": loss_sum.item()})
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                checkpoint()
-            if config.max_steps and step >= config.max_steps:
-                break
-        finished = step >= total_steps
-        end_of_epoch = batch_in_epoch >= steps_per_epoch
-        if end_of_epoch:
-            epoch, batch_in_epoch = epoch + 1, 0
-        if (end_of_epoch and epoch % config.eval_every == 0) or finished:
-            metrics = {"step": step, "epoch": epoch + batch_in_epoch / steps_per_epoch}
-            for name, eval_data in loaders.items():  # evaluated with the EMA weights, as the official code
-                result = evaluate(ema.module, eval_data, device, amp, channels_last)
-                metrics[f"{name}_top1"], metrics[f"{name}_top5"] = result["top1"], result["top5"]
-            if "minival_top1" in metrics and metrics["minival_top1"] > best:
-                best = metrics["minival_top1"]
-                if rank == 0:  # early stopping on minival (Section 5.2): keep the best EMA weights
-                    save_atomic({"ema": ema.state_dict(), "model": model.state_dict(), "step": step,
-                                 "minival_top1": best, "config": asdict(config), "classes": data["classes"],
-                                 "effnet_edu": weights_meta(model)}, best_path)
-            if rank == 0:
-                log.write({**metrics, "bad_images": bad_total})
-                _call(callbacks, "on_eval", metrics)
-        if end_of_epoch:
-            if rank == 0:
-                _call(callbacks, "on_epoch_end", {"step": step, "epoch": epoch, **metrics})
-            checkpoint()
-        if config.max_steps and step >= config.max_steps:
-            checkpoint()
-            break
-    if bar:
-        bar.close()
-    if log:
-        log.close()
-    if bad_total and rank == 0:
-        print(f"skipped {bad_total} unreadable image(s); see {output}/bad_images.rank*.txt")
-    return {"step": step, "epoch": epoch, "best_minival_top1": best, "bad_images": bad_total,
-            "empty_classes": data["empty"], **metrics}
+    """Train with ``config``; returns the final metrics (see ``Trainer`` for ``callbacks``)."""
+    return Trainer(config, callbacks).fit()
