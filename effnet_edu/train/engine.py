@@ -29,6 +29,7 @@ from ..arch import resolve
 from ..model import EfficientNet
 from .config import TrainConfig
 from .data import FolderDataset, ResumableSampler, eval_transform, minival_split, scan_folder, train_transform
+from .gpu_data import check_decode_on, gpu_train_loader
 from .optim import EMA, RMSpropTF, lr_at, param_groups
 
 
@@ -287,10 +288,13 @@ def train(config: TrainConfig, callbacks: dict | None = None) -> dict:
     scaler = torch.amp.GradScaler(device.type, enabled=fp16)
 
     sampler = ResumableSampler(len(data["train"]), config.batch_size, rank, world, config.seed)
-    loader = torch.utils.data.DataLoader(
-        data["train"], batch_size=micro, sampler=sampler, num_workers=config.num_workers,
-        pin_memory=device.type == "cuda", generator=torch.Generator(),  # own generator: global RNG untouched
-        persistent_workers=False, prefetch_factor=4 if config.num_workers else None)
+    if check_decode_on(config.decode_on) == "gpu":  # same samples, seeds and augmentation; decoded on the device
+        loader = gpu_train_loader(data["train"], sampler, micro, device, config.num_workers)
+    else:
+        loader = torch.utils.data.DataLoader(
+            data["train"], batch_size=micro, sampler=sampler, num_workers=config.num_workers,
+            pin_memory=device.type == "cuda", generator=torch.Generator(),  # own generator: global RNG untouched
+            persistent_workers=False, prefetch_factor=4 if config.num_workers else None)
     eval_batch = max(micro, 1)
     loaders = {name: eval_loader(data[name], eval_batch, config.num_workers, rank, world)
                for name in ("minival", "val") if name in data and len(data[name])}
