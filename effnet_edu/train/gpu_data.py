@@ -227,7 +227,8 @@ class GpuLoader:
 
         def work():
             try:
-                torch.cuda.set_device(self.augment.device)  # the current device is per thread
+                if self.augment.device.index is not None:
+                    torch.cuda.set_device(self.augment.device)  # the current device is per thread
                 with torch.cuda.stream(stream):
                     for batch in self.loader:
                         images, labels, bad = self._prepare(batch)
