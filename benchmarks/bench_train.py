@@ -301,33 +301,33 @@ def main():
         torch.cuda.empty_cache()
 
     # --- the input pipeline ---
-    with tempfile.TemporaryDirectory() as tmp:
-      if args.pipeline:
-        t = time.perf_counter()
-        kb = make_jpeg_folder(Path(tmp), args.images, processes=min(os.cpu_count(), 16) if gpu else 1)
-        samples, _, _ = scan_folder(Path(tmp) / "train")
-        print(f"input pipeline: {len(samples)} JPEGs 500x375 ({kb:.0f} KB each, written in "
-              f"{time.perf_counter() - t:.1f} s), crop 224 + flip + AutoAugment, batch {args.batch}, "
-              f"{args.workers} workers", flush=True)
-        pipe = {"images": len(samples), "jpeg_kb": kb, "workers": args.workers, "synthetic_ours_eager": synthetic}
-        epochs = 2
-        paths = [("cpu", lambda: cpu_loader(samples, args.batch, args.workers, epochs))]
-        if gpu or args.smoke:
-            paths.append(("gpu", lambda: gpu_loader(samples, args.batch, min(args.workers, 8), epochs, device)))
-        for path, make in paths:
-            if elapsed() > args.budget:
-                print(f"  (budget spent: {path} path skipped)")
-                continue
-            alone = drain(make(), device)
-            end_to_end = drain(make(), device, ours_b0)
-            pipe[path] = {"loader_img_per_s": alone, "end_to_end_img_per_s": end_to_end,
-                          "loader_fraction_of_synthetic": alone / synthetic,
-                          "end_to_end_fraction_of_synthetic": end_to_end / synthetic}
-            print(f"  decode on {path}: loader alone {alone:8.1f} img/s ({alone / synthetic:.2f} x synthetic), "
-                  f"end to end {end_to_end:8.1f} img/s ({end_to_end / synthetic:.2f} x synthetic "
-                  f"{synthetic:.0f})", flush=True)
-        summary["pipeline"] = pipe
-        save()
+    if args.pipeline:
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            kb = make_jpeg_folder(Path(tmp), args.images, processes=min(os.cpu_count(), 16) if gpu else 1)
+            samples, _, _ = scan_folder(Path(tmp) / "train")
+            print(f"input pipeline: {len(samples)} JPEGs 500x375 ({kb:.0f} KB each, written in "
+                  f"{time.perf_counter() - t:.1f} s), crop 224 + flip + AutoAugment, batch {args.batch}, "
+                  f"{args.workers} workers", flush=True)
+            pipe = {"images": len(samples), "jpeg_kb": kb, "workers": args.workers, "synthetic_ours_eager": synthetic}
+            epochs = 2
+            paths = [("cpu", lambda: cpu_loader(samples, args.batch, args.workers, epochs))]
+            if gpu or args.smoke:
+                paths.append(("gpu", lambda: gpu_loader(samples, args.batch, min(args.workers, 8), epochs, device)))
+            for path, make in paths:
+                if elapsed() > args.budget:
+                    print(f"  (budget spent: {path} path skipped)")
+                    continue
+                alone = drain(make(), device)
+                end_to_end = drain(make(), device, ours_b0)
+                pipe[path] = {"loader_img_per_s": alone, "end_to_end_img_per_s": end_to_end,
+                              "loader_fraction_of_synthetic": alone / synthetic,
+                              "end_to_end_fraction_of_synthetic": end_to_end / synthetic}
+                print(f"  decode on {path}: loader alone {alone:8.1f} img/s ({alone / synthetic:.2f} x synthetic), "
+                      f"end to end {end_to_end:8.1f} img/s ({end_to_end / synthetic:.2f} x synthetic "
+                      f"{synthetic:.0f})", flush=True)
+            summary["pipeline"] = pipe
+            save()
     del ours_b0, steppers
     if gpu:
         torch.cuda.empty_cache()

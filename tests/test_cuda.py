@@ -19,7 +19,8 @@ from torch import nn  # noqa: E402
 
 from effnet_edu import build  # noqa: E402
 from effnet_edu.cli import main  # noqa: E402
-from effnet_edu.train import FolderDataset, TrainConfig, eval_transform, scan_folder, train, train_transform  # noqa: E402
+from effnet_edu.train import (FolderDataset, TrainConfig, eval_transform, scan_folder, train,  # noqa: E402
+                              train_transform)
 from effnet_edu.train.data import make_demo_folder  # noqa: E402
 from effnet_edu.train.engine import evaluate  # noqa: E402
 from effnet_edu.train.gpu_data import BatchAugment, EncodedDataset, collate_encoded  # noqa: E402
@@ -92,7 +93,8 @@ def deterministic():
     """The flags that make CUDA training reproducible: deterministic cuDNN algorithms and no autotuning, torch's
     deterministic kernels where it has both (a warning names any op that has none), and cuBLAS's fixed workspace
     (set at import above)."""
-    saved = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    cudnn = torch.backends.cudnn
+    saved = torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     yield
@@ -193,4 +195,5 @@ def test_eval_on_cuda_matches_cpu(data, tmp_path, capsys, randomize):
     small.load_state_dict(torch.load(run / "best.pt", weights_only=True)["ema"])
     cpu_stats = evaluate(small, loader, torch.device("cpu"))
     cuda_stats = evaluate(copy.deepcopy(small).cuda(), loader, torch.device("cuda"))
-    assert cpu_stats["images"] == cuda_stats["images"] and abs(cpu_stats["top1"] - cuda_stats["top1"]) <= one_image + 1e-9
+    assert cpu_stats["images"] == cuda_stats["images"]
+    assert abs(cpu_stats["top1"] - cuda_stats["top1"]) <= one_image + 1e-9

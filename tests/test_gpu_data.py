@@ -120,7 +120,7 @@ def test_engine_trains_with_decode_on_gpu(tmp_path):
     data = make_demo_folder(tmp_path / "data")
     config = TrainConfig(data=str(data), output=str(tmp_path / "run"), width=0.25, depth=0.25, resolution=32,
                          epochs=1, batch_size=8, num_workers=0, progress=False, log_every=1, tensorboard=False,
-                         decode_on="gpu")
+                         decode_on="gpu", device="cpu")
     losses = []
     with pytest.warns(UserWarning, match="without a CUDA device"):
         result = train(config, callbacks={"on_step": lambda s: losses.append(s["loss"])})
