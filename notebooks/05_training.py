@@ -28,6 +28,7 @@
 # the paper's values and whose every field is an option of `effnet-edu train`.
 
 # %%
+import math
 import tempfile
 from pathlib import Path
 
@@ -179,32 +180,37 @@ print(sorted(p.name for p in (workdir / "run").iterdir()))
 # One GPU (`--batch-size` is the *global* batch; the learning rate follows it, 0.016 per 256 images):
 #
 # ```bash
-# effnet-edu train --model b0 --data /data/imagenet --output runs/b0 --batch-size 1024 --num-workers 14
+# effnet-edu train --model b0 --data /data/imagenet --output runs/b0 --batch-size 1024 --num-workers 16
 # effnet-edu train --model b0 --data /data/imagenet --output runs/b0 --resume     # after an interruption
 # effnet-edu eval --weights runs/b0/best.pt --data /data/imagenet                  # top-1 / top-5 on val
 # ```
 #
-# Eight GPUs on one machine (DDP, one process per GPU; several machines: `--nnodes N --rdzv-endpoint HOST:PORT`):
+# Eight GPUs on one machine (DDP, one process per GPU; several machines: `--nnodes N --rdzv-endpoint HOST:PORT`).
+# Each process needs enough loader workers to decode what its GPU trains on (the cost cell below counts them):
 #
 # ```bash
 # torchrun --standalone --nproc_per_node 8 -m effnet_edu train --model b0 --data /data/imagenet \
-#     --output runs/b0 --batch-size 4096 --sync-bn
+#     --output runs/b0 --batch-size 4096 --sync-bn --num-workers 28
 # ```
 #
 # ## What it costs
-# The reference throughput for a B0 training step (forward + backward + RMSProp, bf16, channels_last, batch 256,
-# synthetic data) is **4,523 img/s on one H100**, measured with timm's B0 in eager mode (reference.md);
-# `benchmarks/bench_train.py` found our B0 within a few percent of timm's on the same machine. 350 epochs of the
-# 1,256,167 training images left after the minival split:
+# Measured with `benchmarks/bench_train.py --device cuda` on one NVIDIA H200 with 16 cores (2026-11-27; numbers
+# and commands in `benchmarks/README.md`): our B0 trains at **5,121 img/s** eager and **5,905 img/s** with
+# torch.compile (forward + backward + RMSProp, bf16, channels_last, batch 256, synthetic data; timm's B0 on the
+# same GPU with the same optimizer: 5,086 img/s). Real JPEGs must also be decoded and augmented: with AutoAugment,
+# 16 loader workers fed **3,000 img/s** end to end (~188 img/s per worker), so the CPU side, not the GPU, sets the
+# pace unless each GPU gets ~28 cores. 350 epochs of the 1,256,167 training images left after the minival split:
 
 # %% tags=["nbval-check-output"]
 images = 350 * 1_256_167
-for gpus in (1, 8):
-    hours = images / (4523 * gpus) / 3600
-    print(f"{gpus} x H100 (eager, perfect scaling): {hours:5.1f} h")
-print(f"torch.compile (6,215 img/s): {images / 6215 / 3600:5.1f} h on one H100")
-# The CPU side must keep up: JPEG decode + crop + AutoAugment ran at 342 img/s per core (reference.md).
-print(f"CPU cores to feed one GPU at 4,523 img/s: {4523 / 342:.1f}")
+step_rate, compiled_rate = 5121, 5905  # img/s of one GPU on synthetic data (eager, torch.compile)
+per_worker = 3000 / 16  # img/s one loader worker decodes + augments (CPU path, end to end)
+print(f"loader workers to keep one GPU fed: {math.ceil(step_rate / per_worker)} (eager), "
+      f"{math.ceil(compiled_rate / per_worker)} (compiled)")
+for gpus, workers in ((1, 16), (8, 8), (8, 28)):
+    rate = gpus * min(step_rate, workers * per_worker)  # the slower of GPU and loader sets the pace
+    print(f"{gpus} GPU(s) x {workers:>2} workers: {rate:7,.0f} img/s -> {images / rate / 3600:5.1f} h")
+print(f"GPU-bound floor, 8 GPUs, torch.compile: {images / (8 * compiled_rate) / 3600:5.1f} h")
 
 # %% [markdown]
 # ## Exercises

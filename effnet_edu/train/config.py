@@ -52,6 +52,7 @@ class TrainConfig:
     randaugment_m: int = 9
     minival_size: int = 25000  # training images held out for model selection (Section 5.2); 0: none
     num_workers: int = 8  # data loader processes per training process
+    decode_on: str = "cpu"  # "cpu": PIL in the loader workers; "gpu": nvJPEG + batched augmentation on the GPU
     skip_bad_images: bool = True  # a corrupt image is reported and replaced; False: raise at once
     seed: int = 0  # fixes the split, the data order, the augmentations and the initialisation
     # --- engine ---

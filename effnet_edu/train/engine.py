@@ -39,6 +39,7 @@ from ..weights import save_weights, weights_meta
 from .config import TrainConfig, TrainError, check
 from .data import (DataError, FolderDataset, ResumableSampler, augment_transform, eval_transform, minival_split,
                    scan_folder)
+from .gpu_data import check_decode_on, gpu_train_loader
 from .optim import EMA, RMSpropTF, lr_at, param_groups
 from .output import Log, OutputLock, claim_output
 
@@ -296,10 +297,13 @@ class Trainer:
         self.peak_lr = c.lr_per_256 * c.batch_size / 256  # linear scaling: 0.256 at batch 4096
 
         self.sampler = ResumableSampler(len(data["train"]), c.batch_size, self.rank, self.world, c.seed)
-        self.loader = torch.utils.data.DataLoader(
-            data["train"], batch_size=micro, sampler=self.sampler, num_workers=c.num_workers,
-            pin_memory=device.type == "cuda", generator=torch.Generator(),  # own generator: global RNG untouched
-            prefetch_factor=4 if c.num_workers else None)
+        if check_decode_on(c.decode_on) == "gpu":  # same samples, seeds and augmentation; decoded on the device
+            self.loader = gpu_train_loader(data["train"], self.sampler, micro, device, c.num_workers)
+        else:
+            self.loader = torch.utils.data.DataLoader(
+                data["train"], batch_size=micro, sampler=self.sampler, num_workers=c.num_workers,
+                pin_memory=device.type == "cuda", generator=torch.Generator(),  # own generator: global RNG untouched
+                prefetch_factor=4 if c.num_workers else None)
         self.eval_loaders = {name: eval_loader(data[name], micro, c.num_workers, self.rank, self.world)
                              for name in ("minival", "val") if name in data and len(data[name])}
         self.steps_per_epoch = self.sampler.batches

@@ -36,20 +36,29 @@ class RMSpropTF(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if group["weight_decay"]:
-                    g = g.add(p, alpha=group["weight_decay"])
-                state = self.state[p]
-                if not state:
-                    state["square_avg"] = torch.ones_like(p)  # TF initialises the "ms" slot with ones
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                ms, mom = state["square_avg"], state["momentum_buffer"]
-                ms.mul_(group["decay"]).addcmul_(g, g, value=1 - group["decay"])
-                mom.mul_(group["momentum"]).addcdiv_(g, (ms + group["eps"]).sqrt_(), value=group["lr"])
-                p.sub_(mom)
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for p in params:
+                if not self.state[p]:
+                    self.state[p]["square_avg"] = torch.ones_like(p)  # TF initialises the "ms" slot with ones
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+            # The same arithmetic as the formulas above, on all of the group's tensors at once: torch's _foreach
+            # ops launch one fused kernel per few dozen tensors on CUDA instead of six per parameter (B0 has 213
+            # parameters: ~1,300 tiny launches per step otherwise). Same operations in the same order, so the
+            # result is bit-identical to a per-parameter loop.
+            grads = [p.grad for p in params]
+            ms = [self.state[p]["square_avg"] for p in params]
+            mom = [self.state[p]["momentum_buffer"] for p in params]
+            if group["weight_decay"]:
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            torch._foreach_mul_(ms, group["decay"])
+            torch._foreach_addcmul_(ms, grads, grads, value=1 - group["decay"])
+            denom = torch._foreach_add(ms, group["eps"])
+            torch._foreach_sqrt_(denom)
+            torch._foreach_mul_(mom, group["momentum"])
+            torch._foreach_addcdiv_(mom, grads, denom, value=group["lr"])
+            torch._foreach_sub_(params, mom)
         return loss
 
 
@@ -99,11 +108,17 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
+        floats, ints = [[], []], [[], []]  # (ema tensors, model tensors)
         for ema_v, v in zip(self.module.state_dict().values(), model.state_dict().values()):
-            if ema_v.is_floating_point():
-                ema_v.lerp_(v.detach().to(ema_v.dtype), 1 - d)
-            else:
-                ema_v.copy_(v)
+            pair = floats if ema_v.is_floating_point() else ints
+            pair[0].append(ema_v)
+            pair[1].append(v.detach().to(ema_v.dtype))
+        # One fused lerp over all weights and BN statistics (hundreds of tensors) rather than one kernel each;
+        # lerp_ computes ema + (1 - d) * (v - ema) either way.
+        if floats[0]:
+            torch._foreach_lerp_(floats[0], floats[1], 1 - d)
+        if ints[0]:
+            torch._foreach_copy_(ints[0], ints[1])  # BN's num_batches_tracked
         self.updates += 1
 
     def state_dict(self) -> dict:
