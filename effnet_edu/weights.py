@@ -330,8 +330,12 @@ def from_file(model: str | None, path, source: str | None = None, **kwargs) -> E
                              resolution=settings.pop("resolution", None), **{**settings, **kwargs})
             config = replace(config, name=meta.get("name", config.name))
         # The settings are numbers from a file: check them against the tensors it holds before building.
+        fc = state.get("classifier.weight")
+        if fc is not None and fc.ndim == 2 and fc.shape[0] != config.num_classes:
+            raise WeightsError(f"{path} is inconsistent: its settings say {config.num_classes:,} classes but its "
+                               f"classifier has {fc.shape[0]:,} (a damaged or edited file?)")
         needed, held = check_size(config).params, sum(t.numel() for t in state.values())
-        if needed > held:
+        if model is None and needed > held:
             raise WeightsError(f"{path} is inconsistent: its settings describe a network with {needed:,} parameters "
                                f"but it holds only {held:,} numbers (a damaged or edited file?)")
         ours = load_weights(EfficientNet(config), state, "ours")

@@ -123,8 +123,18 @@ def test_weights_file_metadata_is_checked_before_building(tmp_path):
     checkpoint = torch.load(path, weights_only=True)
     checkpoint["effnet_edu"]["num_classes"] = 500_000  # 640M parameters claimed by a 4M-number file
     torch.save(checkpoint, tmp_path / "liar.pt")
-    with pytest.raises(ee.WeightsError, match="liar.pt is inconsistent: .* 644,507,548 parameters but it holds only"):
+    with pytest.raises(ee.WeightsError, match="liar.pt is inconsistent: its settings say 500,000 classes but its "
+                                              "classifier has 10"):
         from_file(None, tmp_path / "liar.pt")
+    checkpoint["effnet_edu"].update(width=40.0, num_classes=10)  # 3.2e9 parameters claimed: over the limit
+    torch.save(checkpoint, tmp_path / "wide.pt")
+    with pytest.raises(SizeError, match="parameters"):
+        from_file(None, tmp_path / "wide.pt")
+    checkpoint["effnet_edu"].update(width=4.0)  # 0.1e9 parameters claimed by a 4M-number file
+    torch.save(checkpoint, tmp_path / "wide.pt")
+    with pytest.raises(ee.WeightsError, match="wide.pt is inconsistent: .* parameters but it holds only 4,062,423"):
+        from_file(None, tmp_path / "wide.pt")
+    checkpoint["effnet_edu"]["width"] = 1.0
     checkpoint["effnet_edu"].update(num_classes=10, depth=1e6)
     torch.save(checkpoint, tmp_path / "deep.pt")
     with pytest.raises(SizeError, match="MBConv blocks"):
