@@ -56,6 +56,7 @@ def files(tmp_path_factory):
     (["cam", "chelsea", "--out", "{root}/missing/cam.png"], "the folder {root}/missing does not exist"),
     (["cam", "chelsea", "--out", "{root}/notes.txt/cam.png"], "the folder {root}/notes.txt does not exist"),
     (["cam", "chelsea", "--out", "{root}/cam.xyz"], "cannot tell the image format of {root}/cam.xyz"),
+    (["cam", "chelsea", "--out", "/proc/1/cam.png"], "cannot write /proc/1/cam.png: permission denied"),  # root too
     (["cam", "chelsea", "--method", "nonsense"], "unknown CAM method 'nonsense'"),
     (["predict"], "the following arguments are required: IMAGE"),
 ])
