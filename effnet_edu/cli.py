@@ -368,16 +368,13 @@ def cmd_cam(args) -> None:
     from . import cam as C
     from .images import imagenet_classes, load_image, preprocess
 
-    image = load_image(args.image)  # a bad file fails before any model is loaded
-    try:
-        method = C.method_name(args.method)
-        model = load_model(args.model, args.weights, args.source)
-        result = C.cam(model, preprocess(model, [image]), method, classes=args.class_index, layer=args.layer)
-        index, resolution = result.classes[0], model.config.resolution
-        x, y = C.to_original(C.peak(result.maps[0]), image.size, resolution)  # back through resize + crop
-        picture = overlay_on_original(image, result.maps[0], resolution, args.alpha) if args.out else None
-    except C.CamError as exc:
-        raise UserError(str(exc)) from None
+    image = load_image(args.image)  # a bad file or method fails before any model is loaded (CamError: exit 2)
+    method = C.method_name(args.method)
+    model = load_model(args.model, args.weights, args.source)
+    result = C.cam(model, preprocess(model, [image]), method, classes=args.class_index, layer=args.layer)
+    index, resolution = result.classes[0], model.config.resolution
+    x, y = C.to_original(C.peak(result.maps[0]), image.size, resolution)  # back through resize + crop
+    picture = overlay_on_original(image, result.maps[0], resolution, args.alpha) if args.out else None
     if picture is not None:
         try:
             picture.save(args.out)
