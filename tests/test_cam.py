@@ -229,7 +229,7 @@ def test_cli_cam_json_on_a_real_photo(tmp_path, capsys):
     x, y = payload["peak"]
     left, top, right, bottom = C.crop_box(photo.size, 224)
     assert left - 1 <= x <= right and top - 1 <= y <= bottom  # inside the part of the photo the model saw
-    assert Image.open(out).size == (224, 224)
+    assert Image.open(out).size == photo.size  # drawn on the original image, in the same pixels as peak
     # --class picks another target; a bad file is a clear error with exit status 2, no traceback.
     assert main(["cam", str(path), "--class", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["index"] == 1

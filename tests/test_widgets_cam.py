@@ -81,7 +81,7 @@ def test_errors_show_in_the_widget(explorer):
     picture = explorer.image.value
     explorer.upload.value = ({"name": "notes.txt", "type": "text/plain", "size": 5, "content": memoryview(b"hello"),
                               "last_modified": datetime.now()},)
-    assert "notes.txt: not a usable image" in explorer.error.value
+    assert "notes.txt: not an image file" in explorer.error.value
     assert explorer.image.value == picture  # the last good picture stays
     explorer.layer.value = "stage9"
     assert explorer.error.value == ""

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from effnet_edu import cam as C
-from effnet_edu.images import ImageError, imagenet_classes, preprocess
+from effnet_edu.images import ImageError, imagenet_classes, load_image, preprocess
 
 LITE = ("lite0", "lite1", "lite2")  # the Lite members with offline ImageNet weights
 WIDGET_METHODS = ("cam", "gradcam", "gradcam++", "xgradcam", "layercam", "eigencam")  # Score-CAM: too slow live
@@ -73,13 +73,8 @@ def read_upload(value) -> tuple[str, Image.Image]:
         raise ImageError("no file uploaded")
     item = files[-1]
     name = item.get("name", "upload")
-    try:
-        with Image.open(io.BytesIO(bytes(item["content"]))) as image:
-            image.load()
-            return name, image.convert("RGB")
-    except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ... for bad files
-        raise ImageError(f"{name}: not a usable image ({type(exc).__name__}); upload a JPEG, PNG, BMP, GIF or "
-                         f"WebP photo") from None
+    # The library's one loading path: 16-bit, transparent and EXIF-rotated photos come out right here too.
+    return name, load_image(bytes(item["content"]), name)
 
 
 def top_options(prediction: Prediction) -> list[tuple[str, int]]:
