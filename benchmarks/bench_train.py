@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py                     # CPU: batch 8 at 128px, eager, ~1-2 min on 2 cores
     python benchmarks/bench_train.py --device cuda       # GPU: batch 256, bf16 autocast, channels_last,
-                                                         # eager and torch.compile (reference.md: 4,523 / 6,215 img/s
+                                                         # eager and torch.compile (docs/paper-facts.md: 4,523 / 6,215
                                                          # for timm on one H100)
 
 1. Train step on synthetic data (forward + backward + our TF RMSProp step, label-smoothed cross-entropy), our B0
@@ -11,7 +11,7 @@
 2. Input pipeline: a generated ImageNet-like folder (~500 x 375 JPEGs) read through ``effnet_edu.train``'s
    dataset (decode + random-resized crop + flip + AutoAugment + normalise) by a DataLoader with --workers
    processes: decoded img/s, per worker, and as a fraction of the synthetic train-step rate (1.0 = the loader
-   alone keeps up with that many workers; reference.md measured 342 img/s per core with AutoAugment).
+   alone keeps up with that many workers; docs/paper-facts.md: 342 img/s per core with AutoAugment).
 
 The last line printed is a JSON summary.
 """

@@ -14,7 +14,7 @@
 # %% [markdown]
 # # 04 · Class activation maps: where does the network look?
 #
-# Section 5.4 of the paper asks *why* compound scaling beats scaling one dimension, and answers with Figure 7: the
+# Section 6 (Discussion) of the paper asks *why* compound scaling beats scaling one dimension, and answers with Figure 7: the
 # class activation maps (CAM, Zhou et al. 2016) of models scaled from B0 by depth, width, resolution, or all three
 # (Table 7). "The model with compound scaling tends to focus on more relevant regions with more object details."
 #

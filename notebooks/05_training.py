@@ -193,7 +193,7 @@ print(sorted(p.name for p in (workdir / "run").iterdir()))
 #
 # ## What it costs
 # The reference throughput for a B0 training step (forward + backward + RMSProp, bf16, channels_last, batch 256,
-# synthetic data) is **4,523 img/s on one H100**, measured with timm's B0 in eager mode (reference.md);
+# synthetic data) is **4,523 img/s on one H100**, measured with timm's B0 in eager mode (docs/paper-facts.md);
 # `benchmarks/bench_train.py` found our B0 within a few percent of timm's on the same machine. 350 epochs of the
 # 1,256,167 training images left after the minival split:
 
@@ -203,7 +203,7 @@ for gpus in (1, 8):
     hours = images / (4523 * gpus) / 3600
     print(f"{gpus} x H100 (eager, perfect scaling): {hours:5.1f} h")
 print(f"torch.compile (6,215 img/s): {images / 6215 / 3600:5.1f} h on one H100")
-# The CPU side must keep up: JPEG decode + crop + AutoAugment ran at 342 img/s per core (reference.md).
+# The CPU side must keep up: JPEG decode + crop + AutoAugment ran at 342 img/s per core (docs/paper-facts.md).
 print(f"CPU cores to feed one GPU at 4,523 img/s: {4523 / 342:.1f}")
 
 # %% [markdown]
