@@ -223,7 +223,7 @@ BlockExplorer()
 # %% tags=["nbval-check-output"]
 from effnet_edu_widgets.checks import check_bytes_prediction
 
-check_bytes_prediction(my_prediction);
+_ = check_bytes_prediction(my_prediction)
 
 # %% [markdown]
 # The bigger memory story is SE, not the depthwise conv: squeezing reads the whole 240-channel tensor, and

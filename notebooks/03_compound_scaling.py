@@ -231,7 +231,7 @@ explorer
 # %% tags=["nbval-check-output"]
 from effnet_edu_widgets.checks import check_scaling_prediction
 
-check_scaling_prediction(my_prediction);
+_ = check_scaling_prediction(my_prediction)
 
 # %% [markdown]
 # ## Exercises
