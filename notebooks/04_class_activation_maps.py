@@ -15,7 +15,7 @@
 # # 04 · Class activation maps: where does the network look?
 #
 # Section 6 (Discussion) of the paper asks *why* compound scaling beats scaling one dimension. Figure 8 answers with
-# accuracy (compound scaling is better by up to 2.5% at equal FLOPS), Figure 7 with pictures: the class activation
+# accuracy (compound scaling beats single-dimension scaling "by up to 2.5%"), Figure 7 with pictures: the class activation
 # maps (CAM, Zhou et al. 2016) of models scaled from B0 by depth, width, resolution, or all three (Table 7), for
 # images "randomly picked from ImageNet validation set". "The model with compound scaling tends to focus on more
 # relevant regions with more object details."
