@@ -116,8 +116,8 @@ with torch.no_grad():
 
 # %% [markdown]
 # ## Where the parameters are
-# Counted from the module, then by hand: a 1x1 conv has `C_in * C_out` weights, a depthwise kxk conv
-# `C * k * k`, BatchNorm 2 per channel (scale, shift), SE two small 1x1 convs with bias.
+# Counted from the module, then by hand: a 1x1 conv has $C_{in} \cdot C_{out}$ weights, a depthwise $k \times k$
+# conv $C \cdot k^2$, BatchNorm 2 per channel (scale, shift), SE two small 1x1 convs with bias.
 
 # %% tags=["nbval-check-output"]
 def numel(module):
@@ -169,8 +169,8 @@ with torch.no_grad():
 
 # %% [markdown]
 # ## Stochastic depth: training versus evaluation
-# In training, each *sample* drops the block's residual branch with probability `p` (here we raise B0's 0.05 to
-# 0.5 to see it) and the surviving branches are scaled by `1 / (1 - p)` so the expected output is unchanged.
+# In training, each *sample* drops the block's residual branch with probability $p$ (here we raise B0's 0.05 to
+# 0.5 to see it) and the surviving branches are scaled by $1/(1-p)$ so the expected output is unchanged.
 # In evaluation the branch is always kept, unscaled. A dropped sample's output is exactly its input.
 
 # %% tags=["nbval-check-output"]
@@ -191,7 +191,7 @@ with torch.no_grad():
     print("eval: output == x + branch:", torch.allclose(block(xb), xb + branch), "  deterministic:", same)
 
 # %% [markdown]
-# Over many training passes the drop rate approaches `p`: a quick Monte Carlo check.
+# Over many training passes the drop rate approaches $p$: a quick Monte Carlo check.
 
 # %% tags=["nbval-check-output"]
 block.train()
@@ -279,3 +279,8 @@ check_depthwise_kernel_ratio(None);  # your ratio, e.g. 1.5
 #   (always keep, never rescale) sees the same expectation.
 #
 # Next: notebook 02 stacks 16 of these blocks into B0.
+#
+# References: Sandler et al., MobileNetV2 (the MBConv block), CVPR 2018,
+# [arXiv:1801.04381](https://arxiv.org/abs/1801.04381); Hu et al., Squeeze-and-Excitation Networks, CVPR 2018,
+# [arXiv:1709.01507](https://arxiv.org/abs/1709.01507); Huang et al., Deep Networks with Stochastic Depth,
+# ECCV 2016, [arXiv:1603.09382](https://arxiv.org/abs/1603.09382).

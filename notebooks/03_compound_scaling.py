@@ -141,7 +141,7 @@ for name, (paper_params, paper_macs) in paper.items():
 # paper prints 9.2M. The multiply-adds match the paper's FLOPS to within a few percent (the paper rounds, and
 # B4/B5 were reported slightly below what the released architecture counts).
 #
-# ## Are B1-B7 `alpha^phi`, `beta^phi`, `gamma^phi`?
+# ## Are B1-B7 $\alpha^\phi$, $\beta^\phi$, $\gamma^\phi$?
 # Only loosely. The released coefficients are a hand-rounded schedule. Put each released member next to what the
 # formula gives at the same $\phi$, and find the $\phi$ at which the formula would give the same MACs, two ways:
 # "effective phi" searches the *rounded* formula networks (what `count(phi=...)` builds), "phi at 1.92^phi"
@@ -280,6 +280,11 @@ check_gpipe_ratio(None);
 #   rather than one searched network, finds that good networks' widths grow roughly linearly from stage to stage,
 #   and reports that under comparable training settings and FLOPS its models beat EfficientNet while running up
 #   to 5x faster on GPUs.
+#
+# References: Tan & Le, EfficientNet, ICML 2019, [arXiv:1905.11946](https://arxiv.org/abs/1905.11946); Tan et al.,
+# MnasNet, CVPR 2019, [arXiv:1807.11626](https://arxiv.org/abs/1807.11626); Tan & Le, EfficientNetV2, ICML 2021,
+# [arXiv:2104.00298](https://arxiv.org/abs/2104.00298); Radosavovic et al., Designing Network Design Spaces,
+# CVPR 2020, [arXiv:2003.13678](https://arxiv.org/abs/2003.13678).
 #
 # ## Summary
 # - Compound scaling grows depth, width and resolution together: $d = \alpha^\phi$, $w = \beta^\phi$,
