@@ -131,9 +131,9 @@ ax.set(xlabel="epoch", ylabel="learning rate", title="warmup, then x0.97 every 2
 # %% [markdown]
 # ## Why "TF semantics" matters for RMSProp
 # TF starts the squared-gradient average at **one** and adds epsilon inside the square root; `torch.optim.RMSprop`
-# starts at zero. With the same hyper-parameters, the first step of PyTorch's version is about 1/sqrt(1 - 0.9) =
-# 3.2 times the learning rate, whatever the gradient's size; TF's is about lr x g. One step from w = 0 with
-# g = 0.01 and lr = 0.1:
+# starts at zero. With the same hyper-parameters, the first step of PyTorch's version is about
+# $1/\sqrt{1 - 0.9} = 3.2$ times the learning rate, whatever the gradient's size; TF's is about
+# $\text{lr} \cdot g$. One step from $w = 0$ with $g = 0.01$ and $\text{lr} = 0.1$:
 
 # %% tags=["nbval-check-output"]
 for name, make in (("TF (ours)", lambda p: RMSpropTF([p], lr=0.1)),
