@@ -376,3 +376,8 @@ print(f"{verdict}. Top classes on chelsea: {tops}")
 #   hooks.
 # - Figure 7 shows CAMs; with masks we measured them: compound scaling localises better than the baseline, width
 #   and depth at matched MACs, but resolution-only localises best at this scale.
+#
+# References: Zhou et al., Learning Deep Features for Discriminative Localization (CAM), CVPR 2016,
+# [arXiv:1512.04150](https://arxiv.org/abs/1512.04150); Selvaraju et al., Grad-CAM, ICCV 2017,
+# [arXiv:1610.02391](https://arxiv.org/abs/1610.02391); Tan & Le, EfficientNet, Section 6,
+# [arXiv:1905.11946](https://arxiv.org/abs/1905.11946).
