@@ -1,4 +1,4 @@
-"""Class activation maps: where in the image does the network find a class? (Section 5.4, Figure 7.)
+"""Class activation maps: where in the image does the network find a class? (Section 6 (Discussion), Figure 7.)
 
 Classic CAM (Zhou et al., 2016) is exact for a network that ends in global average pooling + one FC layer, as
 EfficientNet does (Table 1, stage 9). With A (C, h, w) the last feature map and W (classes, C) the FC weights,

@@ -1,5 +1,5 @@
 """Images in and predictions out: loading files, the bundled real photos, ImageNet class names, and the
-preprocessing that matches each weights source (reference.md, "training recipe").
+preprocessing that matches each weights source (the official code's preprocessing; docs/paper-facts.md, "The ImageNet recipe").
 
 Training crop: random-resized crop (area 0.08-1, aspect 3/4-4/3) + horizontal flip, bicubic.
 Evaluation: resize the shorter side to res + 32, then a center crop of res (crop fraction res / (res + 32)).

@@ -14,10 +14,45 @@
 # %% [markdown]
 # # 02 · The EfficientNet-B0 baseline
 #
-# Compound scaling (notebook 03) only works from a good baseline. B0 came out of a neural architecture search
-# that maximised `ACC(m) x [FLOPS(m) / T]^w` with `T = 400M` and `w = -0.07` (Section 4). Its architecture is
-# Table 1 of the paper. Here we regenerate Table 1 from the library's data, compare it with the paper row by row,
-# and check the parameter and multiply-add counts against the paper and against torchvision.
+# Compound scaling (notebook 03) only works from a good baseline. B0 came out of a neural architecture search in
+# MnasNet's search space (Tan et al., 2019) that maximised
+#
+# $$\mathrm{ACC}(m) \times \left[\frac{\mathrm{FLOPS}(m)}{T}\right]^{w}, \qquad T = 400\text{M}, \quad w = -0.07$$
+#
+# (Section 4): accuracy, gently penalised for FLOPS above the target. Its architecture is Table 1 of the paper.
+# Here we regenerate Table 1 from the library's data, compare it with the paper row by row, and check the
+# parameter and multiply-add counts against the paper and against torchvision.
+#
+# **Learning objectives.** After this notebook you can
+# 1. read Table 1 (stages, operators, resolutions, channels, layers) and expand it into B0's 16 blocks;
+# 2. say where B0's parameters and multiply-adds are, stage by stage, and why they are in different places;
+# 3. check a count against an independent implementation (torchvision) and the paper;
+# 4. say what separates EfficientNet-Lite0 from B0 although their Table 1 is the same.
+#
+# **Prerequisites.** Notebook 01 (one MBConv block). **Time.** About 25 minutes, plus 30 for the exercises.
+
+# %% [markdown]
+# *On Colab or Binder?* The next cell installs `effnet-edu` only when it is missing (here and in CI it does
+# nothing). `effnet-edu` is **not on PyPI**: set `EFFNET_EDU_REPO` to the GitHub address of the repository this
+# notebook came from (see the README, "Colab and Binder"). Colab's preinstalled torch is kept. A notebook you have
+# just downloaded is untrusted: its widgets show as text such as `VBox(...)` until you **run all cells**.
+
+# %%
+EFFNET_EDU_REPO = "https://github.com/YOUR-ACCOUNT/effnet-edu"  # placeholder: replace with the repository's address
+try:
+    import effnet_edu  # noqa: F401  (installed: nothing to do)
+except ImportError:
+    import importlib
+    import subprocess
+    import sys
+
+    if "YOUR-ACCOUNT" in EFFNET_EDU_REPO:
+        raise RuntimeError("effnet-edu is not installed: set EFFNET_EDU_REPO to the repository's GitHub address "
+                           "(README, 'Colab and Binder'); it is not published on PyPI")
+    # no version pins: keep the torch that Colab/Binder already has (torch>=2.4 is all the package needs)
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet",
+                           f"effnet-edu[weights,cam,train] @ git+{EFFNET_EDU_REPO}"])
+    importlib.invalidate_caches()
 
 # %%
 import torch
@@ -45,7 +80,10 @@ for r in rows:
 
 # %% [markdown]
 # ## Compared with the paper
-# The paper's Table 1, typed in from the paper (operator, input resolution, output channels, layers):
+# The paper's Table 1, typed in from the paper (operator, input resolution, output channels, layers). The paper's
+# table has **no stride column**: the stride of a stage's first layer shows only in the next row's input
+# resolution (224 -> 112 after the stem, ...), and the official code's block definitions (and torchvision's
+# `efficientnet.py`) state it. Our "stride" column above comes from those.
 
 # %% tags=["nbval-check-output"]
 paper_table1 = [
@@ -67,7 +105,9 @@ for (stage, op, res, channels, layers), r in zip(paper_table1, rows):
 # %% [markdown]
 # ## The 16 blocks
 # Table 1's "layers" column expands into 16 MBConv blocks. Only the first block of a stage changes stride or
-# channels; the others have a residual connection. The stochastic depth rate grows linearly from 0 to 0.2.
+# channels; the others have a residual connection. The stochastic depth rate of block $i$ of $N = 16$ is
+# $0.2 \cdot i / N$: it grows linearly from 0 for the first block to $0.2 \cdot 15/16 = 0.1875$ for the last
+# (the official code's rule; the paper states only "survival probability 0.8").
 
 # %% tags=["nbval-check-output"]
 print(f"{'block':15s} {'in':>4} {'out':>4} {'hidden':>6} {'k':>2} {'s':>2} {'SE':>3} {'res':>4} {'residual':>8} {'drop':>6}")
@@ -141,12 +181,54 @@ print(report.table("stage"))
 print("params equal:", report.params == ours, "  MACs equal:", report.macs == macs)
 
 # %% [markdown]
+# ## What the table does not show: EfficientNet-Lite0
+# Lite0, the official mobile variant (not in the paper), has exactly B0's Table 1. What differs is inside the
+# blocks: the activation and squeeze-and-excitation.
+
+# %% tags=["nbval-check-output"]
+lite0 = ee.resolve("lite0")
+print("same Table 1:", [(r.out_channels, r.layers, r.stride) for r in ee.stages(lite0)]
+      == [(r.out_channels, r.layers, r.stride) for r in ee.stages(config)])
+for c in (config, lite0):
+    r = count(c)
+    print(f"{c.name:6s} activation {c.activation:5s}  SE ratio {c.se_ratio:.2f}  params {r.params:>9,}  MACs {r.macs:>11,}")
+
+# %% [markdown]
 # ## Exercises
-# 1. Which stage holds the most parameters, and which the most multiply-adds? Explain both with channels and
-#    resolution.
-# 2. Table 1 lists the stride of each stage's *first* layer. Change B0 to 256x256 input
-#    (`ee.resolve("b0", resolution=256)`): which rows of the table change?
-# 3. The head (stage 9) is a 1x1 conv from 320 to 1280 channels at 7x7. How much of B0's parameters are in the
-#    head plus the classifier? Is that a lot?
-# 4. Compare `ee.stages(ee.resolve("lite0"))` with B0's table: what differs, and why does a mobile accelerator
-#    care?
+# Difficulty: ★ quick, ★★ needs a few lines of code, ★★★ open-ended. Run the check cell with your answers, or open
+# the model answer.
+#
+# 1. ★ Which stage holds the most parameters, and which the most multiply-adds? Explain both with channels and
+#    resolution. Check: `check_stage_costs("stageP", "stageM")`.
+# 2. ★ Change B0 to 256x256 input (`ee.resolve("b0", resolution=256)`): which rows of Table 1 change, and which
+#    columns? Check: `check_rows_changed([stage numbers])`.
+# 3. ★★ The head (stage 9) is a 1x1 conv from 320 to 1280 channels at 7x7. What fraction of B0's parameters are
+#    in the head plus the classifier? Is that a lot? Check: `check_head_share(fraction)`.
+# 4. ★★ Lite0 has B0's table but uses ReLU6 and no SE (cell above). Why would a mobile accelerator care?
+
+# %%
+from effnet_edu_widgets.checks import check_head_share, check_rows_changed, check_stage_costs
+
+check_stage_costs(None, None)
+check_rows_changed(None)
+check_head_share(None);
+
+# %% [markdown]
+# <details><summary>Model answer (4)</summary>
+#
+# Integer (8-bit) inference on phones and edge TPUs needs bounded activations: ReLU6 clips to [0, 6], which
+# quantises well, while SiLU is unbounded and costlier to evaluate. SE needs a global pooling and a per-channel
+# multiply in the middle of every block, which some mobile accelerators support poorly and which moves the whole
+# tensor through memory again (notebook 01). The Lite release removes both, and pays for it in accuracy.
+# </details>
+#
+# ## Summary
+# - Table 1 is nine rows: a stem, seven MBConv stages and a head; the 16 blocks follow from the "layers" column,
+#   and only the first block of a stage changes stride or channels.
+# - B0 has 5,288,548 parameters (torchvision: the same; paper: 5.3M) and 0.386B multiply-adds (paper: 0.39B
+#   "FLOPS", which are multiply-adds).
+# - Parameters pile up where channels are wide (the last stages and the head); multiply-adds where the maps are
+#   large (the early stages).
+# - Lite0 shares the table; the differences (ReLU6, no SE) are inside the blocks.
+#
+# Next: notebook 03 scales this baseline up.

@@ -14,15 +14,50 @@
 # %% [markdown]
 # # 04 · Class activation maps: where does the network look?
 #
-# Section 5.4 of the paper asks *why* compound scaling beats scaling one dimension, and answers with Figure 7: the
-# class activation maps (CAM, Zhou et al. 2016) of models scaled from B0 by depth, width, resolution, or all three
-# (Table 7). "The model with compound scaling tends to focus on more relevant regions with more object details."
+# Section 6 (Discussion) of the paper asks *why* compound scaling beats scaling one dimension. Figure 8 answers with
+# accuracy (compound scaling beats single-dimension scaling "by up to 2.5%"), Figure 7 with pictures: the class activation
+# maps (CAM, Zhou et al. 2016) of models scaled from B0 by depth, width, resolution, or all three (Table 7), for
+# images "randomly picked from ImageNet validation set". "The model with compound scaling tends to focus on more
+# relevant regions with more object details."
 #
 # In this notebook we
 # 1. derive CAM and Grad-CAM from a forward hook and a tensor hook, then check the library against our derivation;
 # 2. look at real photos through real ImageNet weights (EfficientNet-Lite0, Lite1, Lite2, offline);
 # 3. redo Figure 7 / Table 7 at classroom scale, with *measured* localisation instead of a few pictures;
 # 4. play with the `CamExplorer`.
+#
+# **Learning objectives.** After this notebook you can
+# 1. derive CAM for a network that ends in global average pooling and one FC layer, and show that Grad-CAM gives
+#    the same map there;
+# 2. use forward hooks and tensor hooks safely (always removed);
+# 3. read CAMs of real models critically, and score localisation with a ground-truth mask;
+# 4. say what Figure 7 / Table 7 claim and how far a small, measured experiment supports it.
+#
+# **Prerequisites.** Notebooks 02 and 03; gradients and `backward()` in PyTorch. **Time.** About 40 minutes, plus
+# 40 for the exercises.
+
+# %% [markdown]
+# *On Colab or Binder?* The next cell installs `effnet-edu` only when it is missing (here and in CI it does
+# nothing). `effnet-edu` is **not on PyPI**: set `EFFNET_EDU_REPO` to the GitHub address of the repository this
+# notebook came from (see the README, "Colab and Binder"). Colab's preinstalled torch is kept. A notebook you have
+# just downloaded is untrusted: its widgets show as text such as `VBox(...)` until you **run all cells**.
+
+# %%
+EFFNET_EDU_REPO = "https://github.com/YOUR-ACCOUNT/effnet-edu"  # placeholder: replace with the repository's address
+try:
+    import effnet_edu  # noqa: F401  (installed: nothing to do)
+except ImportError:
+    import importlib
+    import subprocess
+    import sys
+
+    if "YOUR-ACCOUNT" in EFFNET_EDU_REPO:
+        raise RuntimeError("effnet-edu is not installed: set EFFNET_EDU_REPO to the repository's GitHub address "
+                           "(README, 'Colab and Binder'); it is not published on PyPI")
+    # no version pins: keep the torch that Colab/Binder already has (torch>=2.4 is all the package needs)
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet",
+                           f"effnet-edu[weights,cam,train] @ git+{EFFNET_EDU_REPO}"])
+    importlib.invalidate_caches()
 
 # %%
 import json
@@ -40,7 +75,7 @@ from effnet_edu import cam as C
 from effnet_edu.images import classify, imagenet_classes, preprocess, sample_photos
 
 set_matplotlib_formats("jpeg")  # photos: JPEG figures keep the stored notebook small
-plt.rcParams["figure.dpi"] = 60
+plt.rcParams["figure.dpi"] = 100  # readable on a projector
 torch.set_num_threads(1)  # batch-1 CPU inference: one thread is as fast here and never spins on a busy machine
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 sys.path.insert(0, str(ROOT))  # for course/table7 (course material, not part of the installed library)
@@ -137,9 +172,24 @@ fig.tight_layout();
 
 # %% [markdown]
 # ## Real photos, real weights: Lite0, Lite1, Lite2
-# The three Lite models are one compound-scaling step apart (width 1.0/1.0/1.1, depth 1.0/1.1/1.2, resolution
-# 224/240/260). Their top-5 predictions on the bundled photos (deterministic on CPU in fp32; probabilities to 3
-# decimals):
+# The Lite models are the official mobile variant (ReLU6, no SE), released as a list of models rather than as
+# points of Eq. 3: their widths are 1.0/1.0/1.1, depths 1.0/1.1/1.2 and resolutions 224/240/260, so Lite1 is
+# *not* wider than Lite0, and they are not one compound-scaling step apart (Eq. 3 at $\phi = 1$ gives
+# $w = 1.1$, $d = 1.2$, 258 px, about Lite2's point, from Lite0). Their cost, counted:
+
+# %% tags=["nbval-check-output"]
+from effnet_edu.accounting import count  # noqa: E402
+
+lite0_macs = count("lite0").macs
+for name in ("lite0", "lite1", "lite2"):
+    r = count(name)
+    print(f"{name}: width {r.config.width:g}, depth {r.config.depth:g}, {r.config.resolution} px, "
+          f"{r.params:,} params, {r.macs / 1e6:,.0f}M MACs = {r.macs / lite0_macs:.2f}x Lite0")
+phi1 = ee.resolve(phi=1)
+print(f"Eq. 3 at phi = 1: width {phi1.width:.2f}, depth {phi1.depth:.2f}, {phi1.resolution} px")
+
+# %% [markdown]
+# Their top-5 predictions on the bundled photos (deterministic on CPU in fp32; probabilities to 3 decimals):
 
 # %% tags=["nbval-check-output"]
 lite = {name: ee.pretrained(name) for name in ("lite0", "lite1", "lite2")}
@@ -167,7 +217,9 @@ fig.tight_layout();
 
 # %% [markdown]
 # ## Figure 7 / Table 7 at classroom scale
-# ImageNet has no object masks, so the paper could only *show* CAMs. We can *measure* them. `course/table7/`
+# ImageNet has no object masks, but its validation set has bounding boxes, and Zhou et al. (2016) scored CAM
+# localisation on them (a box around the region above 20% of the map's maximum). The paper does not: Figure 7
+# *shows* CAMs of a few images. With a mask per image we can *measure* them. `course/table7/`
 # generates a dataset of five classes (a class = shape + texture + hue: red striped discs, green checkered
 # squares, ...) on cluttered backgrounds whose distractors reuse every shape, texture and colour at a smaller
 # size, with a ground-truth mask per image. A small baseline (width 0.25, depth 0.25, 96 px: a 3x3 last feature
@@ -250,9 +302,16 @@ fig.tight_layout();
 
 # %% [markdown]
 # ## The explorer
-# Pick a photo (or upload one), move phi across the Lite family, switch the method, the layer or the class (the
-# top 5 of the current prediction), and the overlay redraws. Changing the class with classic CAM costs no network
-# pass at all: the feature map is cached and only the weighted sum changes.
+# Pick a photo (or upload one), choose one of the released Lite0-2 models (a choice of model, not a value of
+# $\phi$), switch the method, the layer or the class (the top 5 of the current prediction), and the overlay
+# redraws. Changing the class with classic CAM costs no network pass at all: the feature map is cached and only
+# the weighted sum changes.
+#
+# **Predict first.** On the `chelsea` photo, will Lite0, Lite1 and Lite2 agree on the top class? Write `True` or
+# `False` below before you switch models, then run the check.
+
+# %%
+my_prediction = None  # True or False
 
 # %%
 from effnet_edu_widgets import CamExplorer  # noqa: E402
@@ -260,15 +319,65 @@ from effnet_edu_widgets import CamExplorer  # noqa: E402
 explorer = CamExplorer(photo="chelsea")
 explorer
 
+# %% tags=["nbval-check-output"]
+tops = {name: predictions[name][names.index("chelsea")][0][0] for name in lite}
+agree = len(set(tops.values())) == 1
+verdict = "no prediction written" if my_prediction is None else (
+    "your prediction was right" if my_prediction == agree else "your prediction was off")
+print(f"{verdict}. Top classes on chelsea: {tops}")
+
 # %% [markdown]
 # ## Exercises
-# 1. Prove that Grad-CAM equals CAM up to the factor $1/(hw)$ for *any* GAP + FC network. Where does the proof
+# Difficulty: ★ quick, ★★ needs a few lines of code, ★★★ open-ended. Model answers are collapsed below.
+#
+# 1. ★★ Prove that Grad-CAM equals CAM up to the factor $1/(hw)$ for *any* GAP + FC network. Where does the proof
 #    break for a network with two FC layers (and a ReLU between them)?
-# 2. Move the explorer's layer from stage 9 to stage 6 with Grad-CAM. Why is the map sharper? Why is it less
+# 2. ★ Move the explorer's layer from stage 9 to stage 6 with Grad-CAM. Why is the map sharper? Why is it less
 #    class-specific? (Try the second-best class on `coffee`.)
-# 3. Score-CAM (`C.cam(model, x, "scorecam", layer="stage8")`) needs one forward pass per channel. Count them for
-#    the head of Lite0 (1280) and time one call. What does that mean for an interactive tool?
-# 4. The IoU uses a threshold of half the maximum (`C.IOU_THRESHOLD`). Recompute the Table 7 scores with 0.2 (Zhou
-#    et al.'s choice for boxes): does the ranking of the five models change?
-# 5. The resolution-scaled model has a finer last feature map than the others. Is its better (or worse)
+# 3. ★★ Score-CAM (`C.cam(model, x, "scorecam", layer="stage8")`) needs one forward pass per channel of the layer.
+#    How many for stage 8 of Lite0, and for its head? Time one call. What does that mean for an interactive tool?
+#    Check: `ee.stages(ee.resolve("lite0"))[7].out_channels` is stage 8's channel count.
+# 4. ★★ The IoU uses a threshold of half the maximum (`C.IOU_THRESHOLD`). Recompute the Table 7 scores with 0.2
+#    (Zhou et al.'s choice for boxes): does the ranking of the five models change?
+# 5. ★★★ The resolution-scaled model has a finer last feature map than the others. Is its better (or worse)
 #    localisation about *resolution* or about *feature map size*? Design a control experiment.
+#
+# <details><summary>Model answers</summary>
+#
+# **1.** With $A$ the last feature map and logit $y_c = b_c + \sum_k W_{ck}\,\frac{1}{hw}\sum_{x,y}A_k(x,y)$, the
+# gradient is $\partial y_c/\partial A_k(x,y) = W_{ck}/(hw)$ at every location, so Grad-CAM's channel weight (the
+# spatial mean of the gradient) is $W_{ck}/(hw)$ and its map is $M_c/(hw)$. With two FC layers,
+# $y_c = V_c^\top \mathrm{ReLU}(U \bar{A} + u)$, the gradient depends on which hidden units are active, i.e. on the
+# input: it is still the same at every location (pooling comes first), but it is no longer a fixed row of weights,
+# so CAM (which needs one fixed $W_c$) is not defined, while Grad-CAM still is.
+#
+# **2.** Stage 6 is at 14x14 (16x16 for Lite2) instead of 7x7, so each cell covers a quarter of the area. Its features
+# are earlier, more generic (edges, textures, parts) and shared between classes, so the map changes less when
+# the target class changes.
+#
+# **3.** One batched forward pass per channel: 320 for stage 8 of Lite0 (the projection's output), 1280 for the
+# head. At tens of milliseconds per pass on a CPU that is seconds to tens of seconds per map: fine for a figure,
+# too slow for a slider; classic CAM needs one pass, Grad-CAM one pass and one backward.
+#
+# **4.** `C.mean_localisation(maps, masks, threshold=0.2)` on each model's maps of the 500 test images (as in the
+# re-evaluation cell) gives the new table. A lower threshold grows every region, which favours maps that are
+# spread out; report whether the order of the IoU column changes.
+#
+# **5.** Decouple the two: (a) the 155 px model with an extra 2x2 pooling before the head, so that its last map
+# is 3x3 like the baseline's; (b) the 96 px baseline with one stride-2 stage set to stride 1, so that its last map
+# is 6x6. Train both like the others. If (a) loses the advantage and (b) gains it, the last map's size is the
+# cause, not the input resolution.
+# </details>
+#
+# ## Summary
+# - For GAP + FC networks such as EfficientNet, CAM is exact: the class score is the mean of the map
+#   $M_c = \sum_k W_{ck} A_k$; Grad-CAM gives the same map up to $1/(hw)$ and also works on inner layers.
+# - Hooks must always be removed (`try`/`finally`); gradients are captured on tensors, not with module backward
+#   hooks.
+# - Figure 7 shows CAMs; with masks we measured them: compound scaling localises better than the baseline, width
+#   and depth at matched MACs, but resolution-only localises best at this scale.
+#
+# References: Zhou et al., Learning Deep Features for Discriminative Localization (CAM), CVPR 2016,
+# [arXiv:1512.04150](https://arxiv.org/abs/1512.04150); Selvaraju et al., Grad-CAM, ICCV 2017,
+# [arXiv:1610.02391](https://arxiv.org/abs/1610.02391); Tan & Le, EfficientNet, Section 6,
+# [arXiv:1905.11946](https://arxiv.org/abs/1905.11946).

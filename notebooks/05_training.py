@@ -26,6 +26,38 @@
 # The official code fixes what the paragraph leaves out: warmup, epsilon *inside* the square root, the EMA of the
 # weights, label smoothing. `effnet_edu.train` holds all of it in one dataclass, `TrainConfig`, whose defaults are
 # the paper's values and whose every field is an option of `effnet-edu train`.
+#
+# **Learning objectives.** After this notebook you can
+# 1. map each sentence of Section 5.2 to a field of `TrainConfig`, and name what the official code adds;
+# 2. compute the learning rate at any step (warmup, then a staircase that counts from step 0);
+# 3. explain why TF's RMSProp differs from `torch.optim.RMSprop` in its first steps;
+# 4. run the same engine on a tiny dataset, read its loss and its held-out accuracy, and launch a full run.
+#
+# **Prerequisites.** Notebooks 02-03; an optimizer loop in PyTorch. **Time.** About 30 minutes (the live run takes
+# under a minute on a laptop CPU), plus 30 for the exercises.
+
+# %% [markdown]
+# *On Colab or Binder?* The next cell installs `effnet-edu` only when it is missing (here and in CI it does
+# nothing). `effnet-edu` is **not on PyPI**: set `EFFNET_EDU_REPO` to the GitHub address of the repository this
+# notebook came from (see the README, "Colab and Binder"). Colab's preinstalled torch is kept. A notebook you have
+# just downloaded is untrusted: its widgets show as text such as `VBox(...)` until you **run all cells**.
+
+# %%
+EFFNET_EDU_REPO = "https://github.com/YOUR-ACCOUNT/effnet-edu"  # placeholder: replace with the repository's address
+try:
+    import effnet_edu  # noqa: F401  (installed: nothing to do)
+except ImportError:
+    import importlib
+    import subprocess
+    import sys
+
+    if "YOUR-ACCOUNT" in EFFNET_EDU_REPO:
+        raise RuntimeError("effnet-edu is not installed: set EFFNET_EDU_REPO to the repository's GitHub address "
+                           "(README, 'Colab and Binder'); it is not published on PyPI")
+    # no version pins: keep the torch that Colab/Binder already has (torch>=2.4 is all the package needs)
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet",
+                           f"effnet-edu[weights,cam,train] @ git+{EFFNET_EDU_REPO}"])
+    importlib.invalidate_caches()
 
 # %%
 import math
@@ -73,14 +105,21 @@ for paper, ours in rows:
 # %% [markdown]
 # ## The learning rate, step by step
 # The official code warms up linearly, then multiplies by 0.97 every 2.4 epochs, *counting from step 0*: after
-# five warmup epochs, two decays (floor(5 / 2.4) = 2) have already happened. ImageNet at batch 4096 with 25,000
-# images held out: 1,256,167 / 4096 = 306.7 steps per epoch.
+# five warmup epochs, two decays ($\lfloor 5 / 2.4 \rfloor = 2$) have already happened, so the first step after
+# warmup runs at $0.256 \cdot 0.97^2 = 0.2409$, not at the peak. ImageNet at batch 4096 with 25,000 images held
+# out: 1,256,167 / 4096 = 306.7 steps per epoch, so warmup ends between steps 1533 and 1534 (5 x 306.7 = 1533.4).
 
 # %% tags=["nbval-check-output"]
+import math
+
 steps_per_epoch, peak = 1_256_167 / 4096, c.lr_per_256 * 4096 / 256
-for epoch in (0, 1, 4.99, 5, 7.2, 100, 349):
-    step = round(epoch * steps_per_epoch)
-    print(f"epoch {epoch:>6}: step {step:>6}  lr {lr_at(step, steps_per_epoch, peak):.5f}")
+warmup_steps, decay_steps = c.warmup_epochs * steps_per_epoch, c.decay_epochs * steps_per_epoch
+for step, what in ((0, "start"), (round(steps_per_epoch), "epoch 1"),
+                   (math.ceil(warmup_steps) - 1, "last warmup step"),
+                   (math.ceil(warmup_steps), "first step after warmup (2 decays done)"),
+                   (math.ceil(3 * decay_steps), "third decay (epoch 7.2)"),
+                   (round(100 * steps_per_epoch), "epoch 100"), (round(349 * steps_per_epoch), "epoch 349")):
+    print(f"step {step:>6} (epoch {step / steps_per_epoch:7.3f})  lr {lr_at(step, steps_per_epoch, peak):.5f}  {what}")
 
 # %%
 import matplotlib.pyplot as plt
@@ -93,9 +132,9 @@ ax.set(xlabel="epoch", ylabel="learning rate", title="warmup, then x0.97 every 2
 # %% [markdown]
 # ## Why "TF semantics" matters for RMSProp
 # TF starts the squared-gradient average at **one** and adds epsilon inside the square root; `torch.optim.RMSprop`
-# starts at zero. With the same hyper-parameters, the first step of PyTorch's version is about 1/sqrt(1 - 0.9) =
-# 3.2 times the learning rate, whatever the gradient's size; TF's is about lr x g. One step from w = 0 with
-# g = 0.01 and lr = 0.1:
+# starts at zero. With the same hyper-parameters, the first step of PyTorch's version is about
+# $1/\sqrt{1 - 0.9} = 3.2$ times the learning rate, whatever the gradient's size; TF's is about
+# $\text{lr} \cdot g$. One step from $w = 0$ with $g = 0.01$ and $\text{lr} = 0.1$:
 
 # %% tags=["nbval-check-output"]
 for name, make in (("TF (ours)", lambda p: RMSpropTF([p], lr=0.1)),
@@ -109,20 +148,29 @@ for name, make in (("TF (ours)", lambda p: RMSpropTF([p], lr=0.1)),
 
 # %% [markdown]
 # ## A live run on a tiny dataset
-# A generated ImageNet-style folder (4 classes, 32 training images each, a colour tint per class), a tiny model
+# A generated ImageNet-style folder (4 classes, 200 training images each, a colour tint per class), a tiny model
 # (width 0.25, depth 0.25, 32 px) and the same engine that trains B0 on ImageNet. Only the scale changes: a larger
 # learning rate per image, a one-epoch warmup, no AutoAugment, and BatchNorm statistics that follow the batches
 # faster (`bn_momentum=0.9`: with 0.99 the running statistics, which evaluation uses, need hundreds of steps to
-# settle, and this run has 70). Callbacks feed the plot while the run goes; the trainer knows nothing about plots.
+# settle, and this run has 66).
+#
+# **How large a held-out set?** Model selection on a handful of images is noise. The minival here is 40 images
+# (10 per class, `minival_size=40`: 5% of the 800 training images, the most the split takes before it falls back
+# to 2%), and the val folder has 100 more. Even so, one minival image is 2.5 points of accuracy: differences of a
+# few points between epochs mean nothing. Callbacks feed the plot while the run goes; the trainer knows nothing
+# about plots.
+#
+# **Predict first.** With 4 classes, what loss does a model that guesses uniformly have? Write it down, then
+# compare with the first steps below.
 
 # %%
 from IPython.display import display
 
 workdir = Path(tempfile.mkdtemp())
-data = make_demo_folder(workdir / "data", classes=4, per_class=32, val_per_class=8)
+data = make_demo_folder(workdir / "data", classes=4, per_class=200, val_per_class=25)
 config = TrainConfig(data=str(data), output=str(workdir / "run"), width=0.25, depth=0.25, resolution=32,
-                     epochs=10, batch_size=16, lr_per_256=0.2, warmup_epochs=1, bn_momentum=0.9, augment="none",
-                     num_workers=0,
+                     epochs=6, batch_size=64, lr_per_256=0.2, warmup_epochs=1, bn_momentum=0.9, augment="none",
+                     num_workers=0, minival_size=40,
                      progress=False, tensorboard=False, log_every=1, checkpoint_every=0)
 history = {"step": [], "loss": [], "eval_step": [], "val_top1": []}
 fig, ax = plt.subplots(figsize=(7, 2.8))
@@ -152,10 +200,10 @@ def on_eval(metrics):
 result = train(config, callbacks={"on_step": on_step, "on_eval": on_eval})
 
 # %% [markdown]
-# The accuracies of such a short, small-batch run swing from epoch to epoch (RMSProp with momentum at batch 16 is
-# jumpy: the recipe was made for batch 4096), which is exactly why the paper keeps the *best* minival checkpoint
-# and evaluates the EMA weights. The numbers below can differ by a few points on another CPU (floating-point sums in
-# another order grow apart over 70 steps); the loss falling does not.
+# The accuracies of such a short run swing from epoch to epoch (RMSProp with momentum at batch 64 is jumpy: the
+# recipe was made for batch 4096), which is exactly why the paper keeps the *best* minival checkpoint and
+# evaluates the EMA weights. The numbers below can differ by a few points on another CPU (floating-point sums in
+# another order grow apart over 66 steps); the loss falling does not.
 
 # %%
 print(f"steps {result['step']}: best minival top-1 {result['best_minival_top1']:.0f}%, "
@@ -164,6 +212,27 @@ print(f"steps {result['step']}: best minival top-1 {result['best_minival_top1']:
 # %% tags=["nbval-check-output"]
 first, last = sum(history["loss"][:8]) / 8, sum(history["loss"][-8:]) / 8
 print(f"{len(history['loss'])} steps; the loss fell over the run: {last < first}")
+
+# %% [markdown]
+# The first losses are well *above* $\ln 4 = 1.386$, the loss of a uniform guess. That is the initialisation, not
+# a bug: the official code (and torchvision) draws the FC weights from $U(-1/\sqrt{K}, 1/\sqrt{K})$ for $K$ classes.
+# With $K = 1000$ the logits start tiny and the loss starts at $\ln 1000$; with $K = 4$ the same rule gives weights
+# up to 0.5, logits spread over several units, and a confident random guess costs more than $\ln 4$.
+
+# %% tags=["nbval-check-output"]
+from effnet_edu import build
+from effnet_edu_widgets.checks import check_initial_loss
+
+check_initial_loss(None)  # your prediction for a uniform guess over 4 classes
+print(f"first training loss above ln 4: {history['loss'][0] > math.log(4)}")
+torch.manual_seed(0)
+probe = torch.randn(16, 3, 32, 32)
+for classes in (4, 1000):
+    with torch.no_grad():
+        logits = build(width=0.25, depth=0.25, resolution=32, num_classes=classes).train()(probe)
+    print(f"{classes:>4} classes at initialisation: logit std {logits.std():.1f}, "
+          f"loss {torch.nn.functional.cross_entropy(logits, torch.zeros(16, dtype=torch.long)):.1f} "
+          f"(ln {classes} = {math.log(classes):.1f})")
 
 # %% [markdown]
 # The output folder holds `last.pt` (everything needed to resume exactly: weights, EMA, optimizer slots, RNG
@@ -214,8 +283,34 @@ print(f"GPU-bound floor, 8 GPUs, torch.compile: {images / (8 * compiled_rate) / 
 
 # %% [markdown]
 # ## Exercises
-# 1. Train the tiny model with `augment="autoaugment"`. Why does the loss fall more slowly in a few dozen steps?
-# 2. Set `ema_warmup=False` and look at the val accuracy of the short run. What does `ema_decay=0.9999` mean
+# Difficulty: ★ quick, ★★ needs a few lines of code, ★★★ open-ended. Model answers are collapsed below.
+#
+# 1. ★ Train the tiny model with `augment="autoaugment"`. Why does the loss fall more slowly in a few dozen steps?
+# 2. ★★ Set `ema_warmup=False` and look at the val accuracy of the short run. What does `ema_decay=0.9999` mean
 #    after 50 steps?
-# 3. Kill a run halfway (interrupt the cell) and run it again with `resume=True`: compare `last.pt` with an
+# 3. ★★ Kill a run halfway (interrupt the cell) and run it again with `resume=True`: compare `last.pt` with an
 #    uninterrupted run's (`tests/test_train_engine.py` does this and finds them bit-identical).
+#
+# <details><summary>Model answers</summary>
+#
+# **1.** AutoAugment makes every training image harder (colour, geometry and contrast changes), so the training
+# loss, measured on augmented images, falls more slowly; its benefit (less overfitting) shows only over long runs
+# on real data. Here the class is the colour tint, which colour operations partly destroy.
+#
+# **2.** An EMA with decay $\beta$ averages over roughly the last $1/(1-\beta)$ steps: 10,000 steps for 0.9999.
+# After 50 steps the EMA weights are still $0.9999^{50} \approx 99.5\%$ the random initial weights, so the EMA
+# model is near chance. The official code's warmup uses $\min(\beta, (1 + t)/(10 + t))$ so that early EMAs follow
+# the weights.
+#
+# **3.** Identical bytes: `last.pt` stores the weights, EMA, optimizer slots, RNG states and the position in the
+# epoch, and the sampler replays the same order, so a resumed run is the same computation.
+# </details>
+#
+# ## Summary
+# - `TrainConfig` holds Section 5.2's recipe and what the official code adds (warmup, epsilon inside the square
+#   root, EMA, label smoothing, 350 epochs); every field is an option of `effnet-edu train`.
+# - The learning rate warms up over 5 epochs, then steps by 0.97 every 2.4 epochs counted from step 0 (the
+#   first post-warmup step already runs at $0.97^2$ of the peak).
+# - A held-out set decides model selection; with 40 images one image is 2.5 points, so small differences are noise.
+# - For ImageNet: how to prepare the folders, what a full run should reach (B0: 77.1% top-1, 93.3% top-5, the
+#   paper's Table 2) and what it costs are in the repository's `docs/imagenet.md`.

@@ -1,4 +1,4 @@
-"""Our network against reference.md's exact parameter counts and the reference implementations' outputs."""
+"""Our network against the exact parameter counts of torchvision/timm (docs/paper-facts.md) and the reference implementations' outputs."""
 
 import pytest
 import torch
@@ -7,7 +7,7 @@ import torchvision
 from effnet_edu import build, from_timm, from_torchvision, resolve
 from effnet_edu.weights import export_state_dict, load_checkpoint, lite_checkpoint, load_weights
 
-# reference.md, Table 2 (exact counts of torchvision/timm, 1000 classes) and the Lite release
+# docs/paper-facts.md, Table 2 (exact counts of torchvision/timm, 1000 classes) and the Lite release
 EXACT_PARAMS = {
     "b0": 5_288_548, "b1": 7_794_184, "b2": 9_109_994, "b3": 12_233_232, "b4": 19_341_616,
     "b5": 30_389_784, "b6": 43_040_704, "b7": 66_347_960,

@@ -1,7 +1,7 @@
 """Every stored notebook is executed, paired with its jupytext .py, and in sync with it.
 
 nbval never compares a cell that has no stored output, so an unexecuted notebook would "pass" while proving
-nothing (shared/notebook-testing.md). These checks make that impossible."""
+nothing (nbval compares only cells that have a stored output). These checks make that impossible."""
 
 from pathlib import Path
 

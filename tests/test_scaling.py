@@ -1,4 +1,4 @@
-"""The scaling rules against hand-derived values and the paper's numbers (Section 3.3, reference.md)."""
+"""The scaling rules against hand-derived values and the paper's numbers (Section 3.3, docs/paper-facts.md)."""
 
 import math
 
@@ -47,7 +47,7 @@ def test_compound_rule_matches_paper():
 
 
 def test_family_table_is_reference_table_2():
-    # width, depth, resolution, dropout from reference.md Table 2 and the Lite release
+    # width, depth, resolution, dropout from the official code (docs/paper-facts.md, Table 2) and the Lite release
     expected = {"b0": (1.0, 1.0, 224, 0.2), "b1": (1.0, 1.1, 240, 0.2), "b2": (1.1, 1.2, 260, 0.3),
                 "b3": (1.2, 1.4, 300, 0.3), "b4": (1.4, 1.8, 380, 0.4), "b5": (1.6, 2.2, 456, 0.4),
                 "b6": (1.8, 2.6, 528, 0.5), "b7": (2.0, 3.1, 600, 0.5), "lite0": (1.0, 1.0, 224, 0.2),

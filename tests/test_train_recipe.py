@@ -1,7 +1,7 @@
 """Each piece of the training recipe against a hand calculation (or timm as an independent oracle): TF RMSProp,
 the warmup + staircase schedule, weight-decay groups, EMA of weights and BN statistics, label smoothing, the
-minival split, the transforms, the resumable sampler and the config/CLI generation. Numbers: reference.md's
-"ImageNet training recipe" and Section 5.2 of the paper."""
+minival split, the transforms, the resumable sampler and the config/CLI generation. Numbers: docs/paper-facts.md's
+"ImageNet recipe" and Section 5.2 of the paper."""
 
 import argparse
 import math

@@ -2,8 +2,8 @@
 
 Oracles: the parameters of the network ``effnet_edu.build`` makes (``numel``), its multiply-adds as PyTorch's
 ``FlopCounterMode`` counts them (2 FLOPs per multiply-add), its stage shapes from ``stage_features``, all on the
-``meta`` device (shapes only, no memory, so phi = 3.5 costs well under a second); the paper's exact counts from
-shared/paper/reference.md. Widget observers fire synchronously, so no kernel or browser is needed here.
+``meta`` device (shapes only, no memory, so phi = 3.5 costs well under a second); the exact counts of torchvision
+(docs/paper-facts.md). Widget observers fire synchronously, so no kernel or browser is needed here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from effnet_edu_widgets import BlockExplorer, ScalingExplorer
 from effnet_edu_widgets.block import block_view
 from effnet_edu_widgets.scaling import MODES, scaling_state
 
-# reference.md, Table 2: exact parameter counts of the released members (torchvision and timm agree).
+# docs/paper-facts.md, Table 2: exact parameter counts of the released members (torchvision and timm agree).
 PAPER_PARAMS = {0: 5_288_548, 1: 7_794_184, 2: 9_109_994, 3: 12_233_232, 4: 19_341_616, 5: 30_389_784,
                 6: 43_040_704, 7: 66_347_960}
 

@@ -3,7 +3,7 @@
     python tools/nbexec.py notebooks/02_baseline.py [more.py ...]
 
 Why not ``jupytext --sync``: it picks the side by modification time and silently overwrote edits after a git
-checkout (see shared/notebook-testing.md). Why not plain ``nbconvert --execute``: nbclient can wait forever on
+checkout (it compares modification times, which git does not preserve). Why not plain ``nbconvert --execute``: nbclient can wait forever on
 cells that draw into an Output widget, so every cell gets a finite timeout. Timing metadata is not recorded and
 widget model ids are renumbered in order, so re-executing an unchanged notebook gives identical bytes.
 """

@@ -1,6 +1,6 @@
 """Fixtures for the real-browser tests: Debian's Chromium driven by Playwright, JupyterLab and Voila servers.
 
-Facts these fixtures design around (measured, see shared/notebook-testing.md):
+Facts these fixtures design around (measured on this project's 2-core CI machines, Debian 12, November 2026):
 - Playwright's own browser download does not work offline: we launch /usr/bin/chromium (``./dev test`` installs
   it with apt-get) and skip, saying why, only when it is absent.
 - Each server runs on loopback with a token, on a temporary copy of notebooks/, in its own process session and

@@ -122,7 +122,7 @@ def test_jupyterlab_run_all_and_slider(page, lab, artifacts, screenshot_on_failu
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
     move_and_check(page, artifacts, "jupyterlab_scaling_explorer")
-    # The tagged Table 2 cell ran too: B3's exact parameter count (reference.md) is on the page again.
+    # The tagged Table 2 cell ran too: B3's exact parameter count (torchvision; docs/paper-facts.md) is on the page again.
     assert page.get_by_text("12,233,232").count() >= 1
     print(f"JupyterLab test body: {time.perf_counter() - start:.1f} s")
 

@@ -1,0 +1,142 @@
+"""Checks for the notebooks' exercises and predictions: each computes the answer from ``effnet_edu`` (never a
+stored number), compares it with the student's and prints one line. They return True/False and never raise,
+so a notebook runs top to bottom before anyone has answered (``answer=None`` prints "not answered yet").
+
+    >>> from effnet_edu_widgets.checks import check_most_params_block
+    >>> check_most_params_block("stage7/block1")
+"""
+
+from __future__ import annotations
+
+import math
+
+import effnet_edu as ee
+from effnet_edu.accounting import block_count, count
+
+
+def _report(ok: bool | None, what: str, hint: str = "") -> bool:
+    if ok is None:
+        print(f"not answered yet: {what}")
+        return False
+    print(("correct: " if ok else "not yet: ") + what + ("" if ok or not hint else f" (hint: {hint})"))
+    return bool(ok)
+
+
+def _reveal(ok: bool | None, truth: str) -> bool:
+    """For predictions: always show the answer (the student wrote theirs down first)."""
+    verdict = {None: "no prediction written", True: "your prediction was right", False: "your prediction was off"}
+    print(f"{verdict[ok]}. {truth}")
+    return bool(ok)
+
+
+def _close(answer, expected: float, rel: float) -> bool | None:
+    if answer is None:
+        return None
+    try:
+        return math.isclose(float(answer), expected, rel_tol=rel)
+    except (TypeError, ValueError):
+        return False
+
+
+# -- predictions before the explorers -----------------------------------------------------------------------------
+
+def check_bytes_prediction(answer: str | None, **block) -> bool:
+    """Notebook 01: which sub-layer of the default block moves the most bytes? ("expand", "depthwise", "se",
+    "project"). ``block``: ``block_count`` arguments (default: B0's stage4/block1 at 28 px)."""
+    b = block_count(**({"in_channels": 40, "out_channels": 40, "kernel_size": 5, "resolution": 28} | block))
+    parts = {r.name.rsplit("/", 1)[-1]: r for r in b.layers}
+    most = max(parts, key=lambda n: parts[n].bytes_moved)
+    share = parts[most].bytes_moved / b.bytes_moved
+    ok = None if answer is None else str(answer).strip().lower() == most
+    return _reveal(ok, f"{most!r} moves the most bytes: {share:.0%} of the block's bytes for "
+                       f"{parts[most].macs / b.macs:.2%} of its MACs")
+
+
+def check_scaling_prediction(answer: float | None) -> bool:
+    """Notebook 03: by how many times do B0's MACs grow at phi = 1 with the paper's alpha, beta, gamma?"""
+    growth = count(phi=1).macs / count("b0").macs
+    ok = _close(answer, growth, 0.1)
+    return _reveal(ok, f"phi = 1 multiplies B0's MACs by {growth:.2f} (the formula says 1.92, the constraint 2)")
+
+
+# -- exercises ------------------------------------------------------------------------------------------------------
+
+def check_most_params_block(answer: str | None, model: str = "b0") -> bool:
+    """Notebook 01, exercise 1: the name of the block with the most parameters ("stageS/blockB")."""
+    params = {}
+    for spec in ee.blocks(ee.resolve(model)):
+        b = block_count(spec.in_channels, spec.out_channels, spec.expand_ratio, spec.kernel_size, spec.stride,
+                        se_channels=spec.se_channels, resolution=spec.in_resolution)
+        params[spec.name] = b.params
+    best = max(params, key=params.get)
+    ok = None if answer is None else str(answer).strip() == best
+    return _report(ok, f"{best} has the most parameters ({params[best]:,})" if ok else
+                   "which block has the most parameters?", "1x1 convs cost C_in x C_out: look for wide in and out")
+
+
+def check_depthwise_kernel_ratio(answer: float | None, kernel_from: int = 3, kernel_to: int = 5) -> bool:
+    """Notebook 01, exercise 3: how many times the depthwise conv's MACs grow from k=3 to k=5."""
+    a = block_count(40, 40, 6, kernel_from, resolution=28).part("depthwise").macs
+    b = block_count(40, 40, 6, kernel_to, resolution=28).part("depthwise").macs
+    ok = _close(answer, b / a, 0.01)
+    return _report(ok, f"depthwise MACs grow {b / a:.3f}x = ({kernel_to}/{kernel_from})^2" if ok else
+                   f"depthwise MACs from k={kernel_from} to k={kernel_to}?", "k x k multiply-adds per output value")
+
+
+def check_stage_costs(most_params: str | None, most_macs: str | None, model: str = "b0") -> bool:
+    """Notebook 02, exercise 1: the stages ("stage1".."stage9") with the most parameters and the most MACs."""
+    stages = count(model).stages
+    p = max(stages, key=lambda s: s.params).name
+    m = max(stages, key=lambda s: s.macs).name
+    if most_params is None or most_macs is None:
+        return _report(None, "the stages with the most parameters and the most MACs")
+    ok = (most_params, most_macs) == (p, m)
+    return _report(ok, f"most parameters: {p}; most MACs: {m}",
+                   "parameters grow with channels^2, MACs with channels^2 x resolution^2")
+
+
+def check_rows_changed(answer, resolution: int = 256) -> bool:
+    """Notebook 02, exercise 2: which Table 1 rows (stage numbers 1-9) change at another input resolution?"""
+    base = ee.stages(ee.resolve("b0"))
+    other = ee.stages(ee.resolve("b0", resolution=resolution))
+    changed = {a.stage for a, b in zip(base, other) if a != b}
+    ok = None if answer is None else set(answer) == changed
+    return _report(ok, f"stages {sorted(changed)} change (only their resolution column)" if ok else
+                   "which rows change?", "every stage sees a scaled copy of the input")
+
+
+def check_head_share(answer: float | None) -> bool:
+    """Notebook 02, exercise 3: the fraction of B0's parameters in the head (stage 9 conv) plus the classifier."""
+    model = ee.build("b0")
+    total = sum(p.numel() for p in model.parameters())
+    head = sum(p.numel() for m in (model.head, model.classifier) for p in m.parameters())
+    ok = _close(answer, head / total, 0.02)
+    return _report(ok, f"head + classifier hold {head:,} of {total:,} parameters ({head / total:.1%})" if ok else
+                   "what fraction of B0's parameters sit in the head and the classifier?",
+                   "320 x 1280 + 1280 x 1000, plus BN and bias")
+
+
+def check_gpipe_ratio(answer: float | None) -> bool:
+    """Notebook 03, exercise 5: GPipe's parameters (Table 2: 556M) over B7's exact count."""
+    ratio = 556e6 / count("b7").params
+    ok = _close(answer, ratio, 0.02)
+    return _report(ok, f"GPipe has {ratio:.1f}x B7's parameters (the paper: 8.4x fewer)" if ok else
+                   "how many times B7's parameters does GPipe have?", "Table 2: GPipe 556M")
+
+
+def check_furthest_member(answer: str | None) -> bool:
+    """Notebook 03, exercise 3: the released member (b1..b7) with the smallest MACs ratio released / formula."""
+    ratios = {f"b{n}": count(f"b{n}").macs / count(phi=n).macs for n in range(1, 8)}
+    worst = min(ratios, key=ratios.get)
+    ok = None if answer is None else str(answer).strip().lower() == worst
+    return _report(ok, f"{worst.upper()} is furthest below the formula ({ratios[worst]:.2f} of its MACs)" if ok else
+                   "which released member is furthest from the formula?", "the 'MACs ratio' column")
+
+
+def check_initial_loss(answer: float | None, classes: int = 4) -> bool:
+    """Notebook 05: the cross-entropy of an untrained classifier over ``classes`` classes (uniform guess)."""
+    expected = math.log(classes)
+    ok = _close(answer, expected, 0.02)
+    return _report(ok, f"a uniform guess over {classes} classes has loss ln {classes} = {expected:.3f}" if ok else
+                   f"what loss does an untrained {classes}-class model start at?", "-log of the probability of the "
+                   "right class")
