@@ -19,14 +19,40 @@
 # scale a laptop can afford: a 16-class generated dataset and "C0", B0 at a quarter of its width and depth,
 # seeing 64 x 64 images (about 2M multiply-adds; one model trains in about two minutes on one CPU core).
 #
-# **You will:** see why each dimension matters on this dataset; read Figures 3, 4 and 8, Table 3, Table 7 and the
-# Step-1 grid search off 50 trained models; judge which of the paper's claims survive at this scale.
+# **Learning objectives.** After this notebook you can
+# 1. say why each of depth, width and resolution matters on this dataset, and what a 64-pixel view loses;
+# 2. read Figures 3, 4 and 8, Table 3, Table 7 and the Step-1 grid search off 50 models trained from scratch;
+# 3. tell a real difference between two models from seed noise;
+# 4. judge which of the paper's claims survive at classroom scale, and why some do not.
 #
-# **Prerequisites:** notebooks 02 (Table 1) and 03 (the compound rule). **Time:** 30-45 minutes.
+# **Prerequisites.** Notebooks 02 (Table 1) and 03 (the compound rule). **Time.** About 40 minutes, plus 30 for
+# the exercises.
 #
 # Nothing here trains for more than a few seconds: the models were trained by `effnet-edu lab reproduce`
 # (about 1.5-2 hours on 2 cores, resumable) and their results and float16 checkpoints ship with the package.
 # Run that command with `--out DIR` and set `EFFNET_EDU_LAB_RESULTS=DIR` to see *your* reproduction here.
+
+# %% [markdown]
+# *On Colab or Binder?* The next cell installs `effnet-edu` only when it is missing (here and in CI it does
+# nothing). `effnet-edu` is **not on PyPI**: set `EFFNET_EDU_REPO` to the GitHub address of the repository this
+# notebook came from (see the README, "Colab and Binder"). Colab's preinstalled torch is kept.
+
+# %%
+EFFNET_EDU_REPO = "https://github.com/YOUR-ACCOUNT/effnet-edu"  # placeholder: replace with the repository's address
+try:
+    import effnet_edu  # noqa: F401  (installed: nothing to do)
+except ImportError:
+    import importlib
+    import subprocess
+    import sys
+
+    if "YOUR-ACCOUNT" in EFFNET_EDU_REPO:
+        raise RuntimeError("effnet-edu is not installed: set EFFNET_EDU_REPO to the repository's GitHub address "
+                           "(README, 'Colab and Binder'); it is not published on PyPI")
+    # no version pins: keep the torch that Colab/Binder already has (torch>=2.4 is all the package needs)
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet",
+                           f"effnet-edu[weights,cam,train] @ git+{EFFNET_EDU_REPO}"])
+    importlib.invalidate_caches()
 
 # %%
 import matplotlib.pyplot as plt
@@ -295,14 +321,16 @@ print(f"{entry['params']:,} parameters, {entry['macs']:,} MACs; test accuracy af
 #   whether compound scaling's advantage survives at classroom scale; section 9 states the verdicts.
 #
 # ## Exercises
-# 1. *(easy)* From the Figure 3 numbers, compute the accuracy gained per extra million multiply-adds for the
+# Difficulty: ★ quick, ★★ needs a few lines of code, ★★★ open-ended. A model answer is collapsed below.
+#
+# 1. ★  From the Figure 3 numbers, compute the accuracy gained per extra million multiply-adds for the
 #    first and the last step of each curve. Where are the returns diminishing? Check: `report.figure3()`.
-# 2. *(medium)* Pick three grid points whose test accuracies differ by less than C0's seed spread. Could the grid
+# 2. ★★ Pick three grid points whose test accuracies differ by less than C0's seed spread. Could the grid
 #    search have picked any of them? What would you change in the search (more seeds, larger validation set)?
-# 3. *(medium)* Train the paper's compound point yourself with another seed:
+# 3. ★★ Train the paper's compound point yourself with another seed:
 #    `effnet-edu lab train --width 1.1 --depth 1.2 --resolution 74 --seed 7 --json`. Does it land inside the
 #    error bar of section 7?
-# 4. *(hard)* The resolution-only model's CAM lives on a finer grid. Using `effnet_edu.lab.table7.score`, score
+# 4. ★★★ The resolution-only model's CAM lives on a finer grid. Using `effnet_edu.lab.table7.score`, score
 #    it with `grid=2` and with `grid=None`, and explain the difference in the pointing game.
 #
 # <details><summary>Model answer to exercise 4</summary>

@@ -39,7 +39,7 @@ def add_lab_command(subparsers) -> None:
     p = commands.add_parser("reproduce", help="train every experiment's models and write results.json (resumable)")
     p.add_argument("--quick", action="store_true", help="the reduced recipe (a few minutes); needs --out")
     p.add_argument("--out", type=Path, help="results folder (default: the package's stored results)")
-    p.add_argument("--jobs", type=int, default=2, help="models trained at a time (default 2)")
+    p.add_argument("--jobs", type=_jobs, default=2, help="models trained at a time (default 2)")
     p.add_argument("--json", action="store_true", help="print the results as JSON when done")
     p.set_defaults(func=cmd_reproduce)
 
@@ -64,16 +64,28 @@ def _pixels(text: str) -> int:
     return value
 
 
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes, got {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"--jobs must be 1..64, got {text}")
+    return value
+
+
 def cmd_results(args) -> None:
+    from ..cli import UserError
     from .store import RESULTS, results
 
-    data = results(args.dir or RESULTS)
+    try:
+        data = results(args.dir or RESULTS)
+    except (FileNotFoundError, ValueError) as exc:  # no results there, or a file that is not JSON
+        raise UserError(str(exc)) from None
     rows = data["models"]
     if args.experiment:
         rows = [e for e in rows if args.experiment in e["experiments"]]
         if not rows:
-            from ..cli import UserError
-
             known = sorted({x for e in data["models"] for x in e["experiments"]})
             raise UserError(f"no experiment {args.experiment!r}; choose one of {', '.join(known)}")
     if args.json:
@@ -86,8 +98,6 @@ def cmd_results(args) -> None:
 
 
 def cmd_train(args) -> None:
-    import torch
-
     from .experiments import Run
     from .families import Point
     from .train import QUICK, RECIPE, train_model
@@ -100,7 +110,6 @@ def cmd_train(args) -> None:
         from .run import save_run
 
         save_run(args.out, run, model, entry)
-    del torch
     if args.json:
         print(json.dumps(entry, indent=1))
     else:
@@ -112,9 +121,9 @@ def cmd_reproduce(args) -> None:
     from .run import reproduce
     from .store import RESULTS
 
-    if args.quick and args.out is None:
-        from ..cli import UserError
+    from ..cli import UserError
 
+    if args.quick and args.out is None:
         raise UserError("--quick writes a reduced reproduction: give it a folder with --out (the stored results "
                         "stay as they are)")
     results = reproduce(args.out or RESULTS, quick=args.quick, jobs=args.jobs)
