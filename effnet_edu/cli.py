@@ -74,14 +74,14 @@ def info_payload(config, layers: bool = False) -> dict:
         "macs": report.macs, "flops": report.flops, "activations": report.activations,
         "activation_bytes": report.activation_bytes,
         "stages": [
-            {"stage": s.stage, "operator": s.operator, "kernel": s.kernel, "stride": s.stride,
+            {"stage": s.stage, "operator": s.operator, "kernel": s.kernel_size, "stride": s.stride,
              "in_channels": s.in_channels, "out_channels": s.out_channels, "layers": s.layers,
              "resolution": s.resolution}
             for s in stages(config)
         ],
     }
     if layers:
-        payload["layers"] = [row.to_dict() for row in report.layers]
+        payload["layers"] = [row.to_dict() for row in report.rows]
     if config.compound is not None:
         point = config.compound
         payload["compound"] = {"phi": point.phi, "alpha": point.alpha, "beta": point.beta, "gamma": point.gamma,

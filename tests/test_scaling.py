@@ -63,7 +63,7 @@ def test_b0_stage_table_is_table_1():
               ("MBConv6", 5, 2, 192, 4, 14), ("MBConv6", 3, 1, 320, 1, 7),
               ("Conv1x1 & Pooling & FC", 1, 1, 1280, 1, 7)]
     rows = stages(resolve("b0"))
-    assert [(r.operator, r.kernel, r.stride, r.out_channels, r.layers, r.resolution) for r in rows] == table1
+    assert [(r.operator, r.kernel_size, r.stride, r.out_channels, r.layers, r.resolution) for r in rows] == table1
 
 
 def test_lite_keeps_stem_head_and_first_last_repeats():

@@ -38,7 +38,7 @@ def _bar(fraction: float, colour: str) -> str:
 def block_table_html(block: BlockCount) -> str:
     """Per sub-layer: params, MACs, bytes moved, MACs per byte, and each one's share of MACs and of bytes."""
     rows = []
-    for r in block.layers:
+    for r in block.rows:
         part = r.name.rsplit("/", 1)[-1]
         macs_share, bytes_share = r.macs / block.macs, r.bytes_moved / block.bytes_moved
         rows.append(
@@ -63,10 +63,10 @@ def summary_html(block: BlockCount) -> str:
     pw_macs = sum(p.macs for p in pointwise)
     pw_bytes = sum(p.bytes_moved for p in pointwise)
     return (
-        f"Depthwise k{block.kernel_size}x{block.kernel_size}: <b>{dw.macs / block.macs:.1%}</b> of the MACs but "
+        f"Depthwise k{block.spec.kernel_size}x{block.spec.kernel_size}: <b>{dw.macs / block.macs:.1%}</b> of the MACs but "
         f"<b>{dw.bytes_moved / block.bytes_moved:.1%}</b> of the bytes moved, "
         f"{dw.intensity:.2f} MACs/byte; the 1x1 convs: {pw_macs / pw_bytes:.2f} MACs/byte. "
-        f"Hidden width {block.hidden_channels}, residual: {block.residual}."
+        f"Hidden width {block.spec.hidden_channels}, residual: {block.spec.residual}."
     )
 
 
