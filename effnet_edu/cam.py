@@ -1,4 +1,4 @@
-"""Class activation maps: where in the image does the network find a class? (Section 5.4, Figure 7.)
+"""Class activation maps: where in the image does the network find a class? (Section 6, Figure 7.)
 
 Classic CAM (Zhou et al., 2016) is exact for a network that ends in global average pooling + one FC layer, as
 EfficientNet does (Table 1, stage 9). With A (C, h, w) the last feature map and W (classes, C) the FC weights,
@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+
+from .images import EVAL_CROP_PADDING, eval_crop
 
 # Our names -> pytorch_grad_cam class names. "cam" is ours: the classic, backward-free CAM.
 METHODS = {
@@ -118,9 +121,15 @@ def scale_maps(raw: torch.Tensor, size) -> torch.Tensor:
     return (maps - lo) / (hi - lo + 1e-7)  # 1e-7: an all-zero map stays zero
 
 
-def weighted_sum(features: torch.Tensor, weight: torch.Tensor, classes) -> torch.Tensor:
-    """M_c = sum_k W[c, k] * A[k]: (B, C, h, w) features, (classes, C) FC weights -> (B, h, w)."""
-    return torch.einsum("bchw,bc->bhw", features, weight[list(classes)])
+def classic_cam(features: torch.Tensor, classifier: nn.Linear, classes: Sequence[int],
+                size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classic CAM from the last feature map: M_c = sum_k W[c, k] * A[k], the classifier row of each image's class
+    times the (B, C, h, w) features, then ``scale_maps`` to the input ``size`` (H, W).
+
+    Returns (maps (B, H, W) in [0, 1], raw (B, h, w)). No forward pass: a cached feature map gives a new class's
+    map in about a millisecond."""
+    raw = torch.einsum("bchw,bc->bhw", features, classifier.weight[list(classes)])
+    return scale_maps(raw, size), raw
 
 
 @contextlib.contextmanager
@@ -161,8 +170,8 @@ def class_activation_map(model: nn.Module, x: torch.Tensor, classes=None) -> Cam
         logits = model.forward_head(features)  # (B, classes)
     if classes is None:
         classes = logits.argmax(1).tolist()
-    raw = weighted_sum(features, model.classifier.weight, classes)  # (B, h, w)
-    return CamResult(scale_maps(raw, x.shape[-2:]), raw, classes, logits.softmax(1), "cam", "head")
+    maps, raw = classic_cam(features, model.classifier, classes, x.shape[-2:])
+    return CamResult(maps, raw, classes, logits.softmax(1), "cam", "head")
 
 
 def _grad_cam_method(model, x, method, classes, layer_name, layer) -> CamResult:
@@ -242,11 +251,12 @@ def _values(cam_map) -> torch.Tensor:
 
 
 def crop_box(image_size: tuple[int, int], resolution: int) -> tuple[float, float, float, float]:
-    """Where the evaluation crop (``images.eval_transform``: shorter side -> res + 32, center crop res) lies in
+    """Where the evaluation crop (``images.eval_crop``: shorter side -> res + padding, center crop res) lies in
     the original image: (left, top, right, bottom) in original pixels."""
     width, height = image_size
     short, long = min(width, height), max(width, height)
-    new_short, new_long = resolution + 32, int((resolution + 32) * long / short)  # torchvision's Resize rule
+    new_short = resolution + EVAL_CROP_PADDING
+    new_long = int(new_short * long / short)  # torchvision's Resize rule
     new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
     left, top = int(round((new_w - resolution) / 2.0)), int(round((new_h - resolution) / 2.0))  # CenterCrop's rule
     sx, sy = width / new_w, height / new_h
@@ -268,10 +278,7 @@ def peak(cam_map: torch.Tensor) -> tuple[int, int]:
 
 def model_view(image: Image.Image, resolution: int) -> Image.Image:
     """The RGB crop the model sees (eval transform without the normalisation): what to draw a CAM on."""
-    from torchvision import transforms as T
-
-    resize = T.Resize(resolution + 32, interpolation=T.InterpolationMode.BICUBIC)
-    return T.CenterCrop(resolution)(resize(image.convert("RGB")))
+    return eval_crop(resolution)(image.convert("RGB"))
 
 
 def colorize(cam_map, cmap: str = "jet") -> np.ndarray:

@@ -17,6 +17,11 @@ from torchvision import transforms as T
 from .weights import SOURCES
 
 
+# The evaluation crop: resize the shorter side to res + 32, then center-crop res (crop fraction res / (res + 32),
+# 0.875 at 224: the official EfficientNet eval preprocessing).
+EVAL_CROP_PADDING = 32
+
+
 class ImageError(ValueError):
     """An input that is not a usable image; the message names the file and the reason."""
 
@@ -67,14 +72,17 @@ def _normalize(source: str) -> T.Normalize:
     return T.Normalize(SOURCES[source].mean, SOURCES[source].std)
 
 
-def eval_transform(resolution: int, source: str = "ours") -> T.Compose:
-    """PIL image -> normalised (3, res, res) tensor: resize shorter side to res + 32, center crop res, bicubic."""
+def eval_crop(resolution: int) -> T.Compose:
+    """PIL image -> the RGB crop the model sees: shorter side to res + EVAL_CROP_PADDING (bicubic), center crop."""
     return T.Compose([
-        T.Resize(resolution + 32, interpolation=T.InterpolationMode.BICUBIC),
+        T.Resize(resolution + EVAL_CROP_PADDING, interpolation=T.InterpolationMode.BICUBIC),
         T.CenterCrop(resolution),
-        T.ToTensor(),
-        _normalize(source),
     ])
+
+
+def eval_transform(resolution: int, source: str = "ours") -> T.Compose:
+    """PIL image -> normalised (3, res, res) tensor: ``eval_crop``, then the source's normalisation."""
+    return T.Compose([eval_crop(resolution), T.ToTensor(), _normalize(source)])
 
 
 def train_transform(resolution: int, source: str = "ours") -> T.Compose:
@@ -106,9 +114,14 @@ def classify(model, images, top: int = 5) -> list[list[tuple[str, int, float]]]:
     if not 1 <= top <= model.config.num_classes:
         raise ValueError(f"top must be between 1 and {model.config.num_classes}, got {top}")
     model.eval()
-    probs = model(preprocess(model, images)).softmax(dim=1)  # (B, classes)
-    names = imagenet_classes() if model.config.num_classes == 1000 else None
-    values, indices = probs.topk(top, dim=1)
+    return top_classes(model(preprocess(model, images)).softmax(dim=1), top)
+
+
+def top_classes(probs: torch.Tensor, top: int = 5) -> list[list[tuple[str, int, float]]]:
+    """(B, classes) probabilities -> the top-k [(label, class index, probability), ...] per image; labels are
+    ImageNet's names for 1000 classes, else the index as text."""
+    names = imagenet_classes() if probs.shape[1] == 1000 else None
+    values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
     return [
         [(names[i] if names else str(i), int(i), float(p)) for p, i in zip(v.tolist(), ix.tolist())]
         for v, ix in zip(values, indices)

@@ -19,6 +19,7 @@ BASE_RESOLUTION = 224  # B0's input resolution (Table 1)
 MIN_RESOLUTION = 32  # five stride-2 stages divide the input by 32: anything smaller collapses to 1x1 early
 PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA = 1.2, 1.1, 1.15  # grid search at phi = 1 (Section 3.3, step 1)
 FLOPS_BUDGET = 2.0  # alpha * beta^2 * gamma^2 ~ 2: each unit of phi doubles the FLOPs
+FLOPS_TOLERANCE = 0.1  # how close alpha * beta^2 * gamma^2 must be to the budget to count as "~2"
 
 
 class ScalingError(ValueError):
@@ -115,7 +116,7 @@ class CompoundPoint:
         """(alpha * beta^2 * gamma^2)^phi: how much the formula says FLOPs grow at this phi (before rounding)."""
         return self.flops_factor**self.phi
 
-    def constraint_report(self, tolerance: float = 0.1) -> str:
+    def constraint_report(self, tolerance: float = FLOPS_TOLERANCE) -> str:
         factor = self.flops_factor
         status = "meets" if abs(factor - FLOPS_BUDGET) <= tolerance else "misses"
         return (

@@ -18,7 +18,7 @@ import effnet_edu as ee
 from effnet_edu.scaling import ScalingError
 from effnet_edu_widgets import BlockExplorer, ScalingExplorer
 from effnet_edu_widgets.block import block_view
-from effnet_edu_widgets.scaling import MODES, scaling_state
+from effnet_edu_widgets.scaling import MODES, budget_beta, scaling_state
 
 # reference.md, Table 2: exact parameter counts of the released members (torchvision and timm agree).
 PAPER_PARAMS = {0: 5_288_548, 1: 7_794_184, 2: 9_109_994, 3: 12_233_232, 4: 19_341_616, 5: 30_389_784,
@@ -187,3 +187,45 @@ def test_block_explorer_bad_values_keep_last_view():
     assert explorer.block.part("expand") is None
     with pytest.raises(ScalingError, match="kernel_size must be odd"):
         block_view(40, 40, 6, 4, 1, 0.25, 28)
+
+
+def test_budget_lock_holds_the_constraint_and_beta_follows(explorer):
+    explorer.mode.value = MODES[0]
+    explorer.alpha.value, explorer.beta.value, explorer.gamma.value, explorer.phi.value = 1.2, 1.1, 1.15, 2.0
+    explorer.lock.value = True
+    try:
+        assert explorer.beta.disabled and explorer.error.value == ""
+        for alpha, gamma in ((1.2, 1.15), (1.4, 1.05), (1.0, 1.3)):
+            explorer.alpha.value, explorer.gamma.value = alpha, gamma
+            p = explorer.state.point
+            assert (p.alpha, p.gamma) == (alpha, gamma)
+            assert p.alpha * p.beta**2 * p.gamma**2 == pytest.approx(2.0, rel=1e-12)  # the budget, exactly
+            assert p.beta == pytest.approx((2.0 / (alpha * gamma**2)) ** 0.5)
+            assert explorer.beta.value == pytest.approx(p.beta)
+            assert "budget locked" in explorer.labels["budget"].value
+            # the network shown is the one the formula builds at these alpha, beta, gamma
+            assert number(explorer.labels["params"].value) == oracle(phi=2.0, alpha=alpha, beta=p.beta,
+                                                                      gamma=gamma)[0]
+        state = explorer.state
+        explorer.alpha.value = 1.8  # 1.8 * 1.3^2 = 3.04 > 2: beta would have to shrink
+        assert "cannot hold alpha * beta^2 * gamma^2 = 2 with beta &gt;= 1" in explorer.error.value
+        assert explorer.state is state
+        explorer.alpha.value = 1.1
+        assert explorer.error.value == ""
+    finally:
+        explorer.lock.value = False
+        explorer.alpha.value, explorer.beta.value, explorer.gamma.value = 1.2, 1.1, 1.15
+    assert not explorer.beta.disabled and "free" in explorer.labels["budget"].value
+
+
+def test_budget_beta():
+    # The paper's step-1 point spends 1.2 * 1.1^2 * 1.15^2 = 1.92 of the budget 2: at 1.92, beta comes back as 1.1.
+    assert budget_beta(1.2, 1.15, budget=1.2 * 1.1**2 * 1.15**2) == pytest.approx(1.1, rel=1e-12)
+    assert budget_beta(1.2, 1.15) == pytest.approx((2 / (1.2 * 1.15**2)) ** 0.5)  # 1.1226 holds exactly 2
+    assert budget_beta(2.0, 1.0) == 1.0 and budget_beta(1.0, 1.0, budget=4.0) == 2.0
+    with pytest.raises(ScalingError, match="lower alpha or gamma"):
+        budget_beta(1.5, 1.2)
+    with pytest.raises(ScalingError, match="alpha must be >= 1"):
+        budget_beta(0.9, 1.0)
+    with pytest.raises(ScalingError, match="budget must be a number >= 1"):
+        budget_beta(1.0, 1.0, budget=0.5)
