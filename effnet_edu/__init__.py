@@ -22,7 +22,8 @@ from .weights import WeightsError, from_timm, from_torchvision, load_weights, pr
 __version__ = "0.1.0"
 
 __all__ = [
-    "B0_STAGES", "FAMILY", "Report", "count", "BlockSpec", "EfficientNet", "EfficientNetConfig", "MBConv", "ScalingError",
+    "B0_STAGES", "FAMILY", "Report", "count", "BlockSpec", "EfficientNet", "EfficientNetConfig", "MBConv",
+    "ScalingError",
     "SqueezeExcitation", "StageRow", "StageSpec", "WeightsError", "blocks", "build", "compound", "from_timm",
     "from_torchvision", "load_weights", "pretrained", "resolve", "round_filters", "round_repeats",
     "round_resolution", "stages",

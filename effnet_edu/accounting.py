@@ -36,7 +36,7 @@ Row names follow Table 1 (Section 4, stage 1 = stem, stages 2-8 = MBConv, stage 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -101,7 +101,7 @@ class StageCount:
     params: int
     macs: int
     activations: int  # sum over the stage's rows
-    out_shape: tuple[int, int, int]
+    out_shape: tuple[int, ...]  # (C, H, W)
 
     @property
     def flops(self) -> int:
@@ -302,8 +302,8 @@ def count(model: str | EfficientNetConfig | Mapping[str, Any] | nn.Module | None
         config = resolve(**{**model, **kwargs})
     elif model is None or isinstance(model, str):
         config = resolve(model, **kwargs)
-    elif isinstance(getattr(model, "config", None), EfficientNetConfig):
-        config = model.config
+    elif isinstance(built := getattr(model, "config", None), EfficientNetConfig):
+        config = built
     else:
         raise TypeError(
             f"count() takes a model name ({MEMBER_NAMES}), an EfficientNetConfig, a dict of "

@@ -8,15 +8,16 @@ parameters and multiply-adds from the same description, so the two can never dis
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from .scaling import (
     BASE_RESOLUTION,
-    CompoundPoint,
     PAPER_ALPHA,
     PAPER_BETA,
     PAPER_GAMMA,
+    CompoundPoint,
     ScalingError,
     check_depth,
     check_resolution,
@@ -102,9 +103,9 @@ FAMILY: dict[str, Member] = {
 B_SERIES: tuple[str, ...] = tuple(name for name, m in FAMILY.items() if not m.lite)
 
 
-def name_range(names) -> str:
+def name_range(names: Iterable[str]) -> str:
     """Member names for help and error texts, runs shortened: "b0..b7, lite0..lite4"."""
-    names, groups = list(names), {}
+    groups: dict[str, list[str]] = {}
     for name in names:
         groups.setdefault(name.rstrip("0123456789"), []).append(name)
     return ", ".join(g[0] if len(g) == 1 else f"{g[0]}, {g[1]}" if len(g) == 2 else f"{g[0]}..{g[-1]}"

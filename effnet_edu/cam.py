@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ from PIL import Image
 from torch import nn
 
 from .images import EVAL_CROP_PADDING, eval_crop
+from .model import EfficientNet
 
 # Our names -> pytorch_grad_cam class names. "cam" is ours: the classic, backward-free CAM.
 METHODS = {
@@ -71,7 +71,7 @@ def method_name(method: str) -> str:
     return key
 
 
-def target_layer(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Module]:
+def target_layer(model: EfficientNet, layer: str | None = None) -> tuple[str, nn.Module]:
     """The layer whose output a CAM explains: by default ``model.cam_layer`` (the head, stage 9).
 
     Accepts Table 1's stage names ("stage1" = stem .. "stage9" = head), "stem", "head", or any module path
@@ -90,7 +90,7 @@ def target_layer(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Mo
                        f"such as 'stages.stage6.0.depthwise'") from None
 
 
-def check_classes(model: nn.Module, classes, batch: int) -> list[int] | None:
+def check_classes(model: EfficientNet, classes, batch: int) -> list[int] | None:
     """None (each image's top class), one class for all images, or one per image; checked against the FC layer."""
     if classes is None:
         return None
@@ -133,7 +133,7 @@ def classic_cam(features: torch.Tensor, classifier: nn.Linear, classes: Sequence
 
 
 @contextlib.contextmanager
-def cam_session(model: nn.Module):
+def cam_session(model: EfficientNet):
     """Run a CAM in a clean state and always restore it, even when an exception is raised.
 
     - eval mode (BatchNorm statistics and dropout must not change the map); the old mode comes back after;
@@ -147,20 +147,20 @@ def cam_session(model: nn.Module):
     grads = [(p, p.grad) for p in model.parameters()]
     inplace = [m for m in model.modules() if getattr(m, "inplace", False) is True]
     for m in inplace:
-        m.inplace = False
+        setattr(m, "inplace", False)
     model.eval()
     try:
         yield model
     finally:
         for m in inplace:
-            m.inplace = True
+            setattr(m, "inplace", True)
         model.train(training)
         for p, grad in grads:
             p.grad = grad
 
 
 @torch.no_grad()
-def class_activation_map(model: nn.Module, x: torch.Tensor, classes=None) -> CamResult:
+def class_activation_map(model: EfficientNet, x: torch.Tensor, classes=None) -> CamResult:
     """Classic CAM (Zhou et al., 2016): one forward pass, then the FC weights of the class times the last
     feature map. ``classes``: None (top prediction), an int, or one per image."""
     x = _check_input(x)
@@ -178,7 +178,7 @@ def _grad_cam_method(model, x, method, classes, layer_name, layer) -> CamResult:
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    cls = getattr(pytorch_grad_cam, METHODS[method])
+    cls = getattr(pytorch_grad_cam, str(METHODS[method]))
 
     def start_graph_here(module, inputs, output):
         # Gradients are only needed from the logits back to this layer: cut the graph here so the backward pass
@@ -218,7 +218,7 @@ def _grad_cam_method(model, x, method, classes, layer_name, layer) -> CamResult:
     return CamResult(maps, None, list(classes), logits.softmax(1), method, layer_name)
 
 
-def cam(model: nn.Module, x: torch.Tensor, method: str = "cam", classes=None, layer: str | None = None) -> CamResult:
+def cam(model: EfficientNet, x: torch.Tensor, method: str = "cam", classes=None, layer: str | None = None) -> CamResult:
     """Any CAM method for a batch ``x`` (B, 3, R, R), normalised for ``model``.
 
     method: "cam" (classic, ours, head only), "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam",

@@ -111,7 +111,8 @@ def info_text(payload: dict) -> str:
         lines.append(f"compound rule: phi {c['phi']:g}, alpha {c['alpha']:g}, beta {c['beta']:g}, gamma {c['gamma']:g}"
                      f" -> r = {BASE_RESOLUTION} * gamma^phi = {c['resolution_exact']:.2f} -> {payload['resolution']};"
                      f" alpha*beta^2*gamma^2 = {c['flops_factor']:.4f} (target ~{FLOPS_BUDGET:g})")
-    header = f"{'stage':>5}  {'operator':<24}{'kernel':>6}{'stride':>7}{'in':>6}{'out':>6}{'layers':>7}{'resolution':>12}"
+    header = (f"{'stage':>5}  {'operator':<24}{'kernel':>6}{'stride':>7}{'in':>6}{'out':>6}{'layers':>7}"
+              f"{'resolution':>12}")
     lines += ["", header, "-" * len(header)]
     for s in payload["stages"]:
         res = f"{s['resolution']}x{s['resolution']}"
@@ -257,7 +258,8 @@ def add_cam_command(subparsers) -> None:
     _add_source_option(parser)
     parser.add_argument("--method", default="cam", help="cam (classic, Zhou et al. 2016), gradcam, gradcam++, "
                                                         "xgradcam, hirescam, layercam, eigencam, scorecam")
-    parser.add_argument("--class", dest="class_index", type=int, help="target class index (default: the top prediction)")
+    parser.add_argument("--class", dest="class_index", type=int,
+                        help="target class index (default: the top prediction)")
     parser.add_argument("--layer", help="stage1..stage9 (Table 1; default stage9, the head) or a module path")
     parser.add_argument("--out", help="write the overlay (on the crop the model sees) to this PNG/JPEG file")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay strength, 0..1 (default 0.5)")

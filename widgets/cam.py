@@ -106,8 +106,9 @@ class CamExplorer(Explorer):
         self._map = None
         self.state: dict = {}
         style = {"description_width": "110px"}
-        self.photo = w.Dropdown(options=list(self.photos), value=photo if photo in self.photos else next(iter(self.photos)),
-                                description="photo", style=style).add_class("effnet-cam-photo")
+        first = photo if photo in self.photos else next(iter(self.photos))
+        self.photo = w.Dropdown(options=list(self.photos), value=first, description="photo",
+                                style=style).add_class("effnet-cam-photo")
         self.upload = w.FileUpload(accept="image/*", multiple=False, description="upload photo")
         names = tuple(dict.fromkeys((*RELEASED, *self._models)))
         self.model_name = w.Dropdown(options=names, value=model, description="released model",
