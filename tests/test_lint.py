@@ -29,3 +29,15 @@ def test_ruff():
 def test_mypy():
     result = run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_one_version_string():
+    """pyproject.toml declares no version of its own: setuptools reads effnet_edu.__version__."""
+    import importlib.metadata
+    import re
+
+    import effnet_edu
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert not re.search(r"^version\s*=", pyproject, re.M) and 'attr = "effnet_edu.__version__"' in pyproject
+    assert importlib.metadata.version("effnet-edu") == effnet_edu.__version__
