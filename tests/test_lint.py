@@ -39,5 +39,5 @@ def test_one_version_string():
     import effnet_edu
 
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert not re.search(r"^version\s*=", pyproject, re.M) and 'attr = "effnet_edu.__version__"' in pyproject
+    assert not re.search(r"^version\s*=\s*\"", pyproject, re.M) and 'attr = "effnet_edu.__version__"' in pyproject
     assert importlib.metadata.version("effnet-edu") == effnet_edu.__version__
