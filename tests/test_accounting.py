@@ -2,7 +2,7 @@
 
 Oracles: the built network itself (``sum(p.numel())`` per module), ``torch.utils.flop_counter.FlopCounterMode``
 (2 FLOPs per multiply-add, so MACs = its count / 2), forward hooks and ``stage_features`` for activation
-shapes, reference.md's numbers (Table 2 params and the reference models' conv+linear multiply-adds), and
+shapes, the reference numbers of ``reference.py`` (exact Table 2 params, the conv+linear multiply-adds), and
 formulas derived by hand for one block. Big networks are built on the ``meta`` device: real modules and real
 shape propagation, no memory and no arithmetic, so counting B7 at 600px takes a fraction of a second; one
 real CPU forward (B0 at 224) checks that meta and CPU give the same count.
@@ -22,18 +22,7 @@ from effnet_edu.arch import FAMILY, resolve
 from effnet_edu.cli import main
 from effnet_edu.model import MBConv
 
-# reference.md, Table 2: exact parameter counts of the reference PyTorch implementations (1000 classes), the Lite
-# release, and the conv+linear multiply-adds of the reference models (B0 .. B7) to the stated precision.
-PARAMS = {
-    "b0": 5_288_548, "b1": 7_794_184, "b2": 9_109_994, "b3": 12_233_232, "b4": 19_341_616, "b5": 30_389_784,
-    "b6": 43_040_704, "b7": 66_347_960,
-    "lite0": 4_652_008, "lite1": 5_416_680, "lite2": 6_092_072, "lite3": 8_197_096, "lite4": 13_006_568,
-}
-MACS_BILLIONS = {  # (value, decimals as printed in reference.md)
-    "b0": (0.386, 3), "b1": (0.687, 3), "b2": (0.994, 3), "b3": (1.827, 3), "b4": (4.394, 3),
-    "b5": (10.27, 2), "b6": (19.07, 2), "b7": (37.75, 2),
-}
-
+from reference import MACS_BILLIONS, PARAMS
 
 def build_meta(**kwargs):
     with torch.device("meta"):
@@ -96,7 +85,7 @@ def test_params_and_macs_match_the_built_network(kwargs):
 
 
 @pytest.mark.parametrize("name", PARAMS)
-def test_family_matches_reference_md(name):
+def test_family_matches_the_reference_numbers(name):
     report = count(name)
     assert report.params == PARAMS[name]
     if name in MACS_BILLIONS:

@@ -1,4 +1,4 @@
-"""Our network against reference.md's exact parameter counts and the reference implementations' outputs."""
+"""Our network against the exact parameter counts (``reference.py``) and the reference implementations' outputs."""
 
 import pytest
 import torch
@@ -7,17 +7,11 @@ import torchvision
 from effnet_edu import build, from_timm, from_torchvision, resolve
 from effnet_edu.weights import export_state_dict, load_checkpoint, lite_checkpoint, load_weights
 
-# reference.md, Table 2 (exact counts of torchvision/timm, 1000 classes) and the Lite release
-EXACT_PARAMS = {
-    "b0": 5_288_548, "b1": 7_794_184, "b2": 9_109_994, "b3": 12_233_232, "b4": 19_341_616,
-    "b5": 30_389_784, "b6": 43_040_704, "b7": 66_347_960,
-    "lite0": 4_652_008, "lite1": 5_416_680, "lite2": 6_092_072, "lite3": 8_197_096, "lite4": 13_006_568,
-}
+from reference import PARAMS
 
-
-@pytest.mark.parametrize("name", EXACT_PARAMS)
+@pytest.mark.parametrize("name", PARAMS)
 def test_parameter_counts_match_reference(name):
-    assert sum(p.numel() for p in build(name).parameters()) == EXACT_PARAMS[name]
+    assert sum(p.numel() for p in build(name).parameters()) == PARAMS[name]
 
 
 def test_features_and_stages():

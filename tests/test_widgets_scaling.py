@@ -2,8 +2,8 @@
 
 Oracles: the parameters of the network ``effnet_edu.build`` makes (``numel``), its multiply-adds as PyTorch's
 ``FlopCounterMode`` counts them (2 FLOPs per multiply-add), its stage shapes from ``stage_features``, all on the
-``meta`` device (shapes only, no memory, so phi = 3.5 costs well under a second); the paper's exact counts from
-shared/paper/reference.md. Widget observers fire synchronously, so no kernel or browser is needed here.
+``meta`` device (shapes only, no memory, so phi = 3.5 costs well under a second); the exact Table 2 counts of
+``reference.py``. Widget observers fire synchronously, so no kernel or browser is needed here.
 """
 
 from __future__ import annotations
@@ -20,10 +20,7 @@ from effnet_edu_widgets import BlockExplorer, ScalingExplorer
 from effnet_edu_widgets.block import block_view
 from effnet_edu_widgets.scaling import MODES, budget_beta, scaling_state
 
-# reference.md, Table 2: exact parameter counts of the released members (torchvision and timm agree).
-PAPER_PARAMS = {0: 5_288_548, 1: 7_794_184, 2: 9_109_994, 3: 12_233_232, 4: 19_341_616, 5: 30_389_784,
-                6: 43_040_704, 7: 66_347_960}
-
+from reference import PARAMS
 
 def number(html: str) -> int:
     """The first exact integer (with thousands separators) in a readout."""
@@ -101,13 +98,13 @@ def test_released_mode_snaps_and_shows_both(explorer):
     explorer.mode.value = MODES[1]
     try:
         assert explorer.phi.value == 3.0
-        assert number(explorer.labels["params"].value) == PAPER_PARAMS[3]
+        assert number(explorer.labels["params"].value) == PARAMS['b3']
         assert "released B3" in explorer.labels["model"].value
         formula_params, *_ = oracle(phi=3.0)
-        assert f"{PAPER_PARAMS[3]:,}" in explorer.comparison.value
+        assert f"{PARAMS['b3']:,}" in explorer.comparison.value
         assert f"{formula_params:,}" in explorer.comparison.value  # side by side: the mismatch is visible
         explorer.phi.value = 7.0
-        assert number(explorer.labels["params"].value) == PAPER_PARAMS[7]
+        assert number(explorer.labels["params"].value) == PARAMS['b7']
     finally:
         explorer.mode.value = MODES[0]
     assert explorer.comparison.value == "" and explorer.phi.step == 0.05
