@@ -83,7 +83,7 @@ FAMILY: dict[str, Member] = {
     m.name: m
     for m in (
         # The official B0-B7 coefficients: a hand-rounded schedule, not (1.2^phi, 1.1^phi, 1.15^phi).
-        Member("b0", width=1.0, depth=1.0, resolution=224, dropout=0.2),
+        Member("b0", width=1.0, depth=1.0, resolution=BASE_RESOLUTION, dropout=0.2),  # Table 1's baseline, 224
         Member("b1", width=1.0, depth=1.1, resolution=240, dropout=0.2),
         Member("b2", width=1.1, depth=1.2, resolution=260, dropout=0.3),
         Member("b3", width=1.2, depth=1.4, resolution=300, dropout=0.3),
@@ -92,7 +92,7 @@ FAMILY: dict[str, Member] = {
         Member("b6", width=1.8, depth=2.6, resolution=528, dropout=0.5),
         Member("b7", width=2.0, depth=3.1, resolution=600, dropout=0.5),
         # EfficientNet-Lite: ReLU6, no SE, stem/head and the first/last stage's repeats unscaled (mobile-friendly).
-        Member("lite0", width=1.0, depth=1.0, resolution=224, dropout=0.2, lite=True),
+        Member("lite0", width=1.0, depth=1.0, resolution=BASE_RESOLUTION, dropout=0.2, lite=True),
         Member("lite1", width=1.0, depth=1.1, resolution=240, dropout=0.2, lite=True),
         Member("lite2", width=1.1, depth=1.2, resolution=260, dropout=0.3, lite=True),
         Member("lite3", width=1.2, depth=1.4, resolution=280, dropout=0.3, lite=True),

@@ -11,6 +11,7 @@ An explorer calls the library's pure functions from its callbacks. A callback mu
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable
 from html import escape
@@ -33,7 +34,7 @@ def ipywidgets() -> Any:
 class Explorer:
     """The shell of an explorer: ``error`` (an HTML label, CSS class ``effnet-error``), ``details`` (an ``Output``
     holding the traceback of an unexpected error) and ``widget`` (what the notebook displays, made by ``_layout``).
-    """
+    ``last_update_ms`` is how long the last successful update took (computation and redraw)."""
 
     def __init__(self) -> None:
         self.w = ipywidgets()
@@ -41,6 +42,7 @@ class Explorer:
         self.details = self.w.Output().add_class("effnet-error-details")
         self.messages = self.w.VBox([self.error, self.details])
         self.widget: Any = None
+        self.last_update_ms = float("nan")
 
     def _layout(self, *children: Any) -> None:
         """The displayed box: the shared CSS, then ``children`` (place ``self.messages`` among them)."""
@@ -51,6 +53,7 @@ class Explorer:
 
     def guard(self, step: Callable[[], object], message: str = "{}") -> bool:
         """Run one update; on an error show it (``message`` formats an expected one) and return False."""
+        start = time.perf_counter()
         try:
             step()
         except EXPECTED_ERRORS as exc:
@@ -64,4 +67,5 @@ class Explorer:
             return False
         self.error.value = ""
         self.details.outputs = ()
+        self.last_update_ms = (time.perf_counter() - start) * 1e3
         return True

@@ -14,8 +14,6 @@ The bars are plain HTML, so an update costs well under a millisecond of drawing.
 
 from __future__ import annotations
 
-import time
-
 from effnet_edu.accounting import BlockCount, block_count
 
 from ._base import Explorer
@@ -101,7 +99,6 @@ class BlockExplorer(Explorer):
         self.totals = w.HTML("").add_class("effnet-block-totals")
         self.table = w.HTML("").add_class("effnet-block-table")
         self.block: BlockCount | None = None
-        self.last_update_ms = float("nan")
         self.controls = (self.in_channels, self.out_channels, self.expand_ratio, self.kernel_size, self.stride,
                          self.se_ratio, self.resolution)
         for control in self.controls:
@@ -111,9 +108,7 @@ class BlockExplorer(Explorer):
         self._update()
 
     def _update(self, change=None):
-        start = time.perf_counter()
-        if self.guard(self._show, "Cannot count this block: {}. Showing the last valid one."):
-            self.last_update_ms = (time.perf_counter() - start) * 1e3
+        self.guard(self._show, "Cannot count this block: {}. Showing the last valid one.")
 
     def _show(self):
         block = block_view(*(c.value for c in self.controls))

@@ -38,7 +38,6 @@ class Prediction:
     view: Image.Image  # the crop the model sees (resize + center crop, not normalised)
     x: torch.Tensor  # (1, 3, R, R) normalised input
     features: torch.Tensor  # (1, C, R/32, R/32) last feature map, for classic CAM without a new forward pass
-    probs: torch.Tensor  # (num_classes,)
     top: list[tuple[str, int, float]]  # top 5: (label, class index, probability)
 
 
@@ -49,7 +48,7 @@ def predict(model, image: Image.Image, top: int = 5) -> Prediction:
     x = preprocess(model, [image])
     features = model.forward_features(x)
     probs = model.forward_head(features).softmax(1)
-    return Prediction(C.model_view(image, model.config.resolution), x, features, probs[0], top_classes(probs, top)[0])
+    return Prediction(C.model_view(image, model.config.resolution), x, features, top_classes(probs, top)[0])
 
 
 def cam_map(model, prediction: Prediction, method: str, class_index: int, layer: str = "stage9") -> torch.Tensor:

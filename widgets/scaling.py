@@ -242,7 +242,7 @@ class ScalingPlot:
         b0 = count("b0").macs
         released = [count(name) for name in RELEASED]
 
-        phis = [i / 20 for i in range(141)]
+        phis = [i / 20 for i in range(int(MAX_PHI * 20) + 1)]
         left.plot(phis, [b0 * 2**p / 1e9 for p in phis], "k--", lw=1, label="B0 x 2^phi")
         left.plot(range(len(released)), [r.macs / 1e9 for r in released], "o", color="tab:green",
                   label=MODES[1])
@@ -328,7 +328,6 @@ class ScalingExplorer(Explorer):
         self.comparison = w.HTML("").add_class("effnet-comparison")
         self.image = w.Image(format="png", layout=w.Layout(width="800px")).add_class("effnet-plot")
         self.state: ScalingState | None = None
-        self.last_update_ms = float("nan")
         self._plot = ScalingPlot()
         self._following = False  # True while the lock moves the beta slider (that move is not the user's)
 
@@ -352,11 +351,9 @@ class ScalingExplorer(Explorer):
     def _update(self, change=None):
         if self._following:
             return
-        start = time.perf_counter()
         locked = self.lock.value
         self.beta.disabled, self.budget.disabled = locked, not locked  # only the free parameters can move
-        if self.guard(lambda: self._show(locked), "Cannot show this point: {}. Showing the last valid one."):
-            self.last_update_ms = (time.perf_counter() - start) * 1e3
+        self.guard(lambda: self._show(locked), "Cannot show this point: {}. Showing the last valid one.")
 
     def _show(self, locked: bool):
         state = scaling_state(self.phi.value, self.alpha.value, self.beta.value, self.gamma.value, self.mode.value,
