@@ -77,21 +77,21 @@ class KeyLayout:
 
 
 LAYOUTS = {layout.name: layout for layout in (
-    KeyLayout("ours", "stem.conv.weight", {m: m for m in ("stem.conv", "stem.bn", "head.conv", "head.bn",
-                                                          "classifier")},
-              _ours_block, r"stages\.(stage\d)\.(\d+)\.project\.conv"),
-    KeyLayout("torchvision", "features.0.0.weight",
-              {"stem.conv": "features.0.0", "stem.bn": "features.0.1", "head.conv": "features.8.0",
-               "head.bn": "features.8.1", "classifier": "classifier.1"},
-              _torchvision_block, r"features\.(\d+)\.(\d+)\.block"),
-    KeyLayout("timm", "conv_stem.weight",
-              {"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": "bn2",
-               "classifier": "classifier"},
-              _timm_block, r"blocks\.(\d+)\.(\d+)\."),
-    KeyLayout("lite", "_conv_stem.weight",
-              {"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_conv_head", "head.bn": "_bn1",
-               "classifier": "_fc"},
-              _lite_block, r"_blocks\.(\d+)\."),
+    KeyLayout(name="ours", marker="stem.conv.weight", block=_ours_block,
+              fixed={m: m for m in ("stem.conv", "stem.bn", "head.conv", "head.bn", "classifier")},
+              block_pattern=r"stages\.(stage\d)\.(\d+)\.project\.conv"),
+    KeyLayout(name="torchvision", marker="features.0.0.weight", block=_torchvision_block,
+              fixed={"stem.conv": "features.0.0", "stem.bn": "features.0.1", "head.conv": "features.8.0",
+                     "head.bn": "features.8.1", "classifier": "classifier.1"},
+              block_pattern=r"features\.(\d+)\.(\d+)\.block"),
+    KeyLayout(name="timm", marker="conv_stem.weight", block=_timm_block,
+              fixed={"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": "bn2",
+                     "classifier": "classifier"},
+              block_pattern=r"blocks\.(\d+)\.(\d+)\."),
+    KeyLayout(name="lite", marker="_conv_stem.weight", block=_lite_block,
+              fixed={"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_conv_head", "head.bn": "_bn1",
+                     "classifier": "_fc"},
+              block_pattern=r"_blocks\.(\d+)\."),
 )}
 
 

@@ -79,6 +79,7 @@ def test_predict_bad_image_is_one_line(capsys, tmp_path):
     assert code == 2 and "doc.png: not an image file" in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch: ~10-30 s on 2 busy cores
 def test_python_dash_m_is_the_same_command():
     out = subprocess.run([sys.executable, "-m", "effnet_edu", "info", "lite0", "--json"],
                          capture_output=True, text=True, check=True).stdout

@@ -11,7 +11,11 @@ from reference import PARAMS
 
 @pytest.mark.parametrize("name", FAMILY)  # a new member needs its exact count in reference.py
 def test_parameter_counts_match_reference(name):
-    assert sum(p.numel() for p in build(name).parameters()) == PARAMS[name]
+    with torch.device("meta"):  # shapes only: counting B7's parameters needs no memory and no initialisation
+        model = build(name)
+    assert sum(p.numel() for p in model.parameters()) == PARAMS[name]
+
+
 
 
 def test_features_and_stages():
@@ -56,8 +60,8 @@ def _compare(reference, ours, resolution, batch=2):
 
 
 # B0 at its native 224; the bigger members at small inputs (the conversion does not depend on resolution).
-@pytest.mark.parametrize("name, resolution", [("b0", 224), ("b1", 64), ("b2", 64), ("b3", 64), ("b4", 64),
-                                              ("b5", 64), ("b6", 64), ("b7", 64)])
+@pytest.mark.parametrize("name, resolution", [("b0", 224), ("b1", 64), ("b2", 64)] + [
+    pytest.param(name, 64, marks=pytest.mark.slow) for name in ("b3", "b4", "b5", "b6", "b7")])
 def test_torchvision_equivalence(name, resolution, randomize):
     torch.manual_seed(0)
     reference = randomize(getattr(torchvision.models, f"efficientnet_{name}")())

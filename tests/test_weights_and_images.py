@@ -107,6 +107,7 @@ def test_bad_images(tmp_path):
         load_image(tmp_path)
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch
 def test_library_import_stays_light():
     code = ("import sys, effnet_edu, effnet_edu.cli, effnet_edu.images, effnet_edu.weights; "
             "heavy = [m for m in ('ipywidgets', 'matplotlib', 'jupyter', 'jupyter_client', 'IPython', "

