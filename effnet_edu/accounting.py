@@ -243,7 +243,7 @@ def _count(config: EfficientNetConfig) -> Report:
     stem, head = table[0], table[-1]
     c, r1 = stem.out_channels, conv_resolution(stem.resolution, stem.stride)
     rows = [
-        _row("stem/conv", "stem.conv", "conv", 1, out_shape=(c, r1, r1), reads=3 * stem.resolution**2,
+        _row("stem/conv", "stem.conv", "conv", 1, out_shape=(c, r1, r1), reads=stem.in_channels * stem.resolution**2,
              weights=stem.in_channels * stem.kernel_size**2 * c, positions=r1 * r1),
         _row("stem/bn", "stem.bn", "bn", 1, out_shape=(c, r1, r1), reads=c * r1 * r1, other_params=2 * c),
     ]
