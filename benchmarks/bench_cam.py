@@ -47,7 +47,7 @@ def main(argv=None):
 
     def refresh():
         with torch.no_grad():
-            C.scale_maps(C.weighted_sum(features, model.classifier.weight, [285]), (224, 224))
+            C.classic_cam(features, model.classifier, [285], (224, 224))
 
     def png():
         C.overlay(view, maps, 0.5).save(io.BytesIO(), format="PNG", compress_level=1)  # as CamExplorer

@@ -19,10 +19,11 @@ from .model import EfficientNet, MBConv, SqueezeExcitation, build
 from .scaling import ScalingError, compound, round_filters, round_repeats, round_resolution
 from .weights import WeightsError, from_timm, from_torchvision, load_weights, pretrained
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version string: pyproject.toml reads it (dynamic version)
 
 __all__ = [
-    "B0_STAGES", "FAMILY", "Report", "count", "BlockSpec", "EfficientNet", "EfficientNetConfig", "MBConv", "ScalingError",
+    "B0_STAGES", "FAMILY", "Report", "count", "BlockSpec", "EfficientNet", "EfficientNetConfig", "MBConv",
+    "ScalingError",
     "SqueezeExcitation", "StageRow", "StageSpec", "WeightsError", "blocks", "build", "compound", "from_timm",
     "from_torchvision", "load_weights", "pretrained", "resolve", "round_filters", "round_repeats",
     "round_resolution", "stages",

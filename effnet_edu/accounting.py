@@ -36,12 +36,16 @@ Row names follow Table 1 (Section 4, stage 1 = stem, stages 2-8 = MBConv, stage 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .arch import B0_STAGES, EfficientNetConfig, blocks, resolve
+from .arch import MEMBER_NAMES, BlockSpec, EfficientNetConfig, blocks, conv_resolution, resolve, stages
+from .arch import se_channels as arch_se_channels
 from .scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, ScalingError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 BYTES_PER_ELEMENT = 4  # fp32; halve everything for fp16/bf16
 
@@ -97,7 +101,7 @@ class StageCount:
     params: int
     macs: int
     activations: int  # sum over the stage's rows
-    out_shape: tuple[int, int, int]
+    out_shape: tuple[int, ...]  # (C, H, W)
 
     @property
     def flops(self) -> int:
@@ -133,7 +137,7 @@ class Report:
     """The count of one network: totals, per layer and per Table 1 stage."""
 
     config: EfficientNetConfig
-    layers: tuple[LayerCount, ...]
+    rows: tuple[LayerCount, ...]  # one per named layer, in network order
     stages: tuple[StageCount, ...]
     params: int
     macs: int  # the paper's FLOPS
@@ -149,7 +153,7 @@ class Report:
         return BYTES_PER_ELEMENT * self.activations
 
     def layer(self, name: str) -> LayerCount:
-        for row in self.layers:
+        for row in self.rows:
             if row.name == name:
                 return row
         raise KeyError(f"no layer {name!r} in {self.config.name}; names look like 'stem/conv', "
@@ -158,7 +162,7 @@ class Report:
     def table(self, level: str = "layer") -> str:
         """The counts as a fixed-format text table, per ``"layer"`` or per ``"stage"``."""
         if level == "layer":
-            rows = [(r.name, r.params, r.macs, r.activations, _shape(r.out_shape)) for r in self.layers]
+            rows = [(r.name, r.params, r.macs, r.activations, _shape(r.out_shape)) for r in self.rows]
         elif level == "stage":
             rows = [(f"{s.name} {s.operator} x{s.layers}", s.params, s.macs, s.activations, _shape(s.out_shape))
                     for s in self.stages]
@@ -179,109 +183,97 @@ class Report:
             "stages": [s.to_dict() for s in self.stages],
         }
         if layers:
-            out["layers"] = [r.to_dict() for r in self.layers]
+            out["layers"] = [r.to_dict() for r in self.rows]
         return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The arithmetic. One conv with k x k kernels, c_in -> c_out channels in `groups` groups, producing an h x h map:
-#   params = c_out * (c_in / groups) * k^2          (+ c_out with a bias)
-#   MACs   = params_without_bias * h^2              (every weight is used once per output position)
-# A depthwise conv has groups = c_in = c_out: k^2 * c weights instead of k^2 * c^2 (Section 4; MobileNetV2).
+# The arithmetic: one formula per quantity, for every row. A conv with k x k kernels, c_in -> c_out channels in
+# `groups` groups, producing an h x h map has
+#   weights = c_out * (c_in / groups) * k^2          (a depthwise conv has groups = c_in = c_out: k^2 * c, not
+#                                                      k^2 * c^2; Section 4, MobileNetV2)
+#   params  = weights + biases + BatchNorm's gamma and beta
+#   MACs    = weights * h^2                           (every weight is used once per output position)
+#   bytes   = 4 * (elements read + params + elements written)   (fp32; BN and the activation fused)
 
 
-def _mbconv_rows(prefix: str, module: str, stage: int, c_in: int, c_out: int, expand_ratio: int, k: int,
-                 stride: int, se: int, r_in: int) -> list[LayerCount]:
+def _row(name: str, module: str, kind: str, stage: int, *, out_shape: tuple[int, ...], reads: int,
+         weights: int = 0, other_params: int = 0, positions: int = 1) -> LayerCount:
+    """One row from what the layer reads and stores; ``positions`` is how often each weight is applied."""
+    activations = 1
+    for n in out_shape:
+        activations *= n
+    params = weights + other_params
+    return LayerCount(name=name, module=module, kind=kind, stage=stage, params=params, macs=weights * positions,
+                      activations=activations, out_shape=out_shape,
+                      bytes_moved=BYTES_PER_ELEMENT * (reads + params + activations))
+
+
+def _mbconv_rows(b: BlockSpec, name: str, module: str) -> list[LayerCount]:
     """The rows of one MBConv block (Table 1): expand, depthwise, se, project. BN (2 params per channel) and the
     activation are fused into each conv row."""
-    hidden = c_in * expand_ratio
-    r_out = -(-r_in // stride)  # ceil(r / stride): both "SAME" and k//2 padding
-    a_in, a_hid, a_out = r_in * r_in, r_out * r_out, r_out * r_out
+    hidden, r_in, r_out = b.hidden_channels, b.in_resolution, b.out_resolution
+    block_in = b.in_channels * r_in * r_in
+    expanded = (hidden, r_in, r_in)
+    out = (hidden, r_out, r_out)
     rows = []
-    if expand_ratio != 1:  # MBConv1 has no expansion (Table 1, stage 2)
-        w = c_in * hidden
-        act = hidden * a_in
-        rows.append(LayerCount(f"{prefix}/expand", f"{module}.expand", "conv", stage, w + 2 * hidden, w * a_in, act,
-                               (hidden, r_in, r_in), BYTES_PER_ELEMENT * (c_in * a_in + w + 2 * hidden + act)))
-    w = hidden * k * k
-    act = hidden * a_hid
-    rows.append(LayerCount(f"{prefix}/depthwise", f"{module}.depthwise", "depthwise", stage, w + 2 * hidden,
-                           w * a_hid, act, (hidden, r_out, r_out),
-                           BYTES_PER_ELEMENT * (hidden * a_in + w + 2 * hidden + act)))
-    if se:
+    if b.expand_ratio != 1:  # MBConv1 has no expansion (Table 1, stage 2)
+        rows.append(_row(f"{name}/expand", f"{module}.expand", "conv", b.stage, out_shape=expanded, reads=block_in,
+                         weights=b.in_channels * hidden, other_params=2 * hidden, positions=r_in * r_in))
+    rows.append(_row(f"{name}/depthwise", f"{module}.depthwise", "depthwise", b.stage, out_shape=out,
+                     reads=hidden * r_in * r_in, weights=hidden * b.kernel_size**2, other_params=2 * hidden,
+                     positions=r_out * r_out))
+    hidden_out = hidden * r_out * r_out
+    if b.se_channels:
         # Squeeze (global pool) -> 1x1 conv hidden->se (+bias) -> SiLU -> 1x1 conv se->hidden (+bias) -> sigmoid ->
         # rescale. Only the two tiny 1x1 convs on a 1x1 map count as MACs; the input is read twice (pool, rescale).
-        w = 2 * hidden * se
-        rows.append(LayerCount(f"{prefix}/se", f"{module}.se", "se", stage, w + se + hidden, w, act,
-                               (hidden, r_out, r_out), BYTES_PER_ELEMENT * (2 * act + w + se + hidden + act)))
-    w = hidden * c_out
-    out = c_out * a_out
-    residual = stride == 1 and c_in == c_out  # the add is fused into the projection: one more read of the input
-    rows.append(LayerCount(f"{prefix}/project", f"{module}.project", "conv", stage, w + 2 * c_out, w * a_out, out,
-                           (c_out, r_out, r_out),
-                           BYTES_PER_ELEMENT * (act + w + 2 * c_out + out + (c_in * a_in if residual else 0))))
+        rows.append(_row(f"{name}/se", f"{module}.se", "se", b.stage, out_shape=out, reads=2 * hidden_out,
+                         weights=2 * hidden * b.se_channels, other_params=b.se_channels + hidden))
+    # A residual block's add is fused into the projection: one more read of the block input.
+    rows.append(_row(f"{name}/project", f"{module}.project", "conv", b.stage,
+                     out_shape=(b.out_channels, r_out, r_out), reads=hidden_out + (block_in if b.residual else 0),
+                     weights=hidden * b.out_channels, other_params=2 * b.out_channels, positions=r_out * r_out))
     return rows
 
 
 def _count(config: EfficientNetConfig) -> Report:
     """Count a resolved configuration (uncached; ``count`` caches it)."""
-    r = config.resolution
-    c = config.stem_channels
-    r1 = -(-r // 2)
-    a = c * r1 * r1
-    w = 3 * 9 * c  # stage 1: Conv3x3, stride 2, 3 -> c channels, no bias
-    rows = [
-        LayerCount("stem/conv", "stem.conv", "conv", 1, w, w * r1 * r1, a, (c, r1, r1),
-                   BYTES_PER_ELEMENT * (3 * r * r + w + a)),
-        LayerCount("stem/bn", "stem.bn", "bn", 1, 2 * c, 0, a, (c, r1, r1), BYTES_PER_ELEMENT * (2 * a + 2 * c)),
-    ]
     specs = blocks(config)
-    per_stage: dict[int, int] = {}  # stage -> index of the latest block within it
+    table = stages(config, specs)
+    stem, head = table[0], table[-1]
+    c, r1 = stem.out_channels, conv_resolution(stem.resolution, stem.stride)
+    rows = [
+        _row("stem/conv", "stem.conv", "conv", 1, out_shape=(c, r1, r1), reads=stem.in_channels * stem.resolution**2,
+             weights=stem.in_channels * stem.kernel_size**2 * c, positions=r1 * r1),
+        _row("stem/bn", "stem.bn", "bn", 1, out_shape=(c, r1, r1), reads=c * r1 * r1, other_params=2 * c),
+    ]
     for b in specs:
-        i = per_stage[b.stage] = per_stage.get(b.stage, -1) + 1
-        stage_name = B0_STAGES[b.stage - 2].name
-        rows += _mbconv_rows(f"{stage_name}/block{i}", f"stages.{stage_name}.{i}", b.stage, b.in_channels,
-                             b.out_channels, b.expand_ratio, b.kernel_size, b.stride, b.se_channels, b.in_resolution)
-    last = specs[-1]
-    c_in, h, rh = last.out_channels, config.head_channels, last.out_resolution
-    a = h * rh * rh
-    w = c_in * h
-    n = config.num_classes
+        rows += _mbconv_rows(b, b.name, b.module)
+    h, rh, n = head.out_channels, head.resolution, config.num_classes
     rows += [
-        LayerCount("head/conv", "head.conv", "conv", 9, w, w * rh * rh, a, (h, rh, rh),
-                   BYTES_PER_ELEMENT * (c_in * rh * rh + w + a)),
-        LayerCount("head/bn", "head.bn", "bn", 9, 2 * h, 0, a, (h, rh, rh), BYTES_PER_ELEMENT * (2 * a + 2 * h)),
+        _row("head/conv", "head.conv", "conv", 9, out_shape=(h, rh, rh), reads=head.in_channels * rh * rh,
+             weights=head.in_channels * h, positions=rh * rh),
+        _row("head/bn", "head.bn", "bn", 9, out_shape=(h, rh, rh), reads=h * rh * rh, other_params=2 * h),
         # global average pooling (not counted) -> dropout -> FC layer: h * n multiply-adds, n biases
-        LayerCount("classifier", "classifier", "linear", 9, h * n + n, h * n, n, (n,),
-                   BYTES_PER_ELEMENT * (h + h * n + n + n)),
+        _row("classifier", "classifier", "linear", 9, out_shape=(n,), reads=h, weights=h * n, other_params=n),
     ]
 
-    # Per stage: Table 1's rows with their sums; out_shape is the stage's feature map (stage_features).
-    sums: dict[int, list] = {}  # stage -> [params, MACs, activations, out_shape of its last feature map]
+    # Per stage: Table 1's rows with their sums; out_shape is the stage's feature map (stage_features), which for
+    # stage 9 is the head's, before pooling and the FC layer.
+    by_stage: dict[int, list[LayerCount]] = {}
     for row in rows:
-        s = sums.get(row.stage)
-        if s is None:
-            s = sums[row.stage] = [0, 0, 0, None]
-        s[0] += row.params
-        s[1] += row.macs
-        s[2] += row.activations
-        if row.kind != "linear":  # stage 9's feature map is the head's, before pooling and the FC layer
-            s[3] = row.out_shape
-    first = {}  # stage -> its first block
-    for b in specs:
-        first.setdefault(b.stage, b)
+        by_stage.setdefault(row.stage, []).append(row)
     stage_rows = []
-    for stage, (params, macs, acts, shape) in sums.items():  # dicts keep insertion order: stage 1 .. 9
-        if stage == 1:
-            operator, layers, res = "Conv3x3", 1, r
-        elif stage == 9:
-            operator, layers, res = "Conv1x1 & Pooling & FC", 1, rh
-        else:
-            operator, layers, res = (f"MBConv{B0_STAGES[stage - 2].expand_ratio}", per_stage[stage] + 1,
-                                     first[stage].in_resolution)
-        stage_rows.append(StageCount(stage, f"stage{stage}", operator, layers, res, params, macs, acts, shape))
+    for spec in table:
+        mine = by_stage[spec.stage]
+        stage_rows.append(StageCount(
+            stage=spec.stage, name=spec.name, operator=spec.operator, layers=spec.layers, resolution=spec.resolution,
+            params=sum(row.params for row in mine), macs=sum(row.macs for row in mine),
+            activations=sum(row.activations for row in mine),
+            out_shape=next(row.out_shape for row in reversed(mine) if row.kind != "linear"),
+        ))
     return Report(
-        config=config, layers=tuple(rows), stages=tuple(stage_rows),
+        config=config, rows=tuple(rows), stages=tuple(stage_rows),
         params=sum(x.params for x in stage_rows), macs=sum(x.macs for x in stage_rows),
         activations=sum(x.activations for x in stage_rows),
     )
@@ -290,7 +282,7 @@ def _count(config: EfficientNetConfig) -> Report:
 _count_cached = lru_cache(maxsize=256)(_count)  # configs are frozen (hashable); reports are immutable
 
 
-def count(model: str | EfficientNetConfig | Mapping | object | None = None, /, **kwargs) -> Report:
+def count(model: str | EfficientNetConfig | Mapping[str, Any] | nn.Module | None = None, /, **kwargs: Any) -> Report:
     """Count parameters, multiply-adds and activations of any EfficientNet without building it.
 
     ``model`` is anything ``build`` understands, or a config, or a built model:
@@ -310,11 +302,11 @@ def count(model: str | EfficientNetConfig | Mapping | object | None = None, /, *
         config = resolve(**{**model, **kwargs})
     elif model is None or isinstance(model, str):
         config = resolve(model, **kwargs)
-    elif isinstance(getattr(model, "config", None), EfficientNetConfig):
-        config = model.config
+    elif isinstance(built := getattr(model, "config", None), EfficientNetConfig):
+        config = built
     else:
         raise TypeError(
-            f"count() takes a model name ('b0'..'b7', 'lite0'..'lite4'), an EfficientNetConfig, a dict of "
+            f"count() takes a model name ({MEMBER_NAMES}), an EfficientNetConfig, a dict of "
             f"resolve() arguments, or a built EfficientNet; got {type(model).__name__}"
         )
     return _count_cached(config)
@@ -328,30 +320,16 @@ def count(model: str | EfficientNetConfig | Mapping | object | None = None, /, *
 class BlockCount:
     """One MBConv block, sub-layer by sub-layer, with the memory traffic each sub-layer causes."""
 
-    in_channels: int
-    out_channels: int
-    expand_ratio: int
-    kernel_size: int
-    stride: int
-    se_channels: int
-    resolution: int  # input resolution
-    layers: tuple[LayerCount, ...]  # expand (absent for MBConv1), depthwise, se (absent without SE), project
-
-    @property
-    def hidden_channels(self) -> int:
-        return self.in_channels * self.expand_ratio
-
-    @property
-    def residual(self) -> bool:
-        return self.stride == 1 and self.in_channels == self.out_channels
+    spec: BlockSpec  # the block as ``arch`` describes it (channels, kernel, stride, SE width, input resolution)
+    rows: tuple[LayerCount, ...]  # expand (absent for MBConv1), depthwise, se (absent without SE), project
 
     @property
     def params(self) -> int:
-        return sum(r.params for r in self.layers)
+        return sum(r.params for r in self.rows)
 
     @property
     def macs(self) -> int:
-        return sum(r.macs for r in self.layers)
+        return sum(r.macs for r in self.rows)
 
     @property
     def flops(self) -> int:
@@ -359,20 +337,20 @@ class BlockCount:
 
     @property
     def activations(self) -> int:
-        return sum(r.activations for r in self.layers)
+        return sum(r.activations for r in self.rows)
 
     @property
     def bytes_moved(self) -> int:
-        return sum(r.bytes_moved for r in self.layers)
+        return sum(r.bytes_moved for r in self.rows)
 
     def part(self, name: str) -> LayerCount | None:
         """The sub-layer ``"expand"``, ``"depthwise"``, ``"se"`` or ``"project"`` (None when the block has none)."""
-        return next((r for r in self.layers if r.name.rsplit("/", 1)[-1] == name), None)
+        return next((r for r in self.rows if r.name.rsplit("/", 1)[-1] == name), None)
 
     def table(self) -> str:
         head = f"{'part':<10} {'params':>10} {'MACs':>14} {'bytes moved':>13} {'MACs/byte':>9}  out shape"
         lines = [head, "-" * len(head)]
-        for r in self.layers:
+        for r in self.rows:
             lines.append(f"{r.name.rsplit('/', 1)[-1]:<10} {r.params:>10,} {r.macs:>14,} {r.bytes_moved:>13,} "
                          f"{r.intensity:>9.2f}  {_shape(r.out_shape)}")
         lines.append("-" * len(head))
@@ -382,11 +360,12 @@ class BlockCount:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
+        b = self.spec
         return {
-            "in_channels": self.in_channels, "out_channels": self.out_channels, "expand_ratio": self.expand_ratio,
-            "kernel_size": self.kernel_size, "stride": self.stride, "se_channels": self.se_channels,
-            "resolution": self.resolution, "residual": self.residual, "params": self.params, "macs": self.macs,
-            "flops": self.flops, "bytes_moved": self.bytes_moved, "layers": [r.to_dict() for r in self.layers],
+            "in_channels": b.in_channels, "out_channels": b.out_channels, "expand_ratio": b.expand_ratio,
+            "kernel_size": b.kernel_size, "stride": b.stride, "se_channels": b.se_channels,
+            "resolution": b.in_resolution, "residual": b.residual, "params": self.params, "macs": self.macs,
+            "flops": self.flops, "bytes_moved": self.bytes_moved, "layers": [r.to_dict() for r in self.rows],
         }
 
 
@@ -423,13 +402,13 @@ def block_count(in_channels: int, out_channels: int, expand_ratio: int = 6, kern
     if se_channels is None:
         if isinstance(se_ratio, bool) or not isinstance(se_ratio, (int, float)) or not 0 <= se_ratio <= 1:
             raise ScalingError(f"se_ratio must be a number in [0, 1], got {se_ratio!r}")
-        se_channels = max(1, int(in_channels * se_ratio)) if se_ratio > 0 else 0
+        se_channels = arch_se_channels(in_channels, se_ratio)
     elif isinstance(se_channels, bool) or not isinstance(se_channels, int) or se_channels < 0:
         raise ScalingError(f"se_channels must be a whole number >= 0 (0 = no SE), got {se_channels!r}")
-    rows = _mbconv_rows("block", "block", 0, in_channels, out_channels, expand_ratio, kernel_size, stride,
-                        se_channels, resolution)
-    return BlockCount(in_channels, out_channels, expand_ratio, kernel_size, stride, se_channels, resolution,
-                      tuple(rows))
+    spec = BlockSpec(name="block", stage=0, in_channels=in_channels, out_channels=out_channels,
+                     expand_ratio=expand_ratio, kernel_size=kernel_size, stride=stride, se_channels=se_channels,
+                     drop_path=0.0, in_resolution=resolution)
+    return BlockCount(spec, tuple(_mbconv_rows(spec, "block", "block")))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .limits import check_blocks
 from .scaling import (
@@ -18,6 +19,7 @@ from .scaling import (
     PAPER_ALPHA,
     PAPER_BETA,
     PAPER_GAMMA,
+    CompoundPoint,
     ScalingError,
     check_depth,
     check_resolution,
@@ -51,9 +53,20 @@ B0_STAGES: tuple[StageRow, ...] = (
     StageRow("stage8", expand_ratio=6, kernel_size=3, stride=1, out_channels=320, layers=1),
 )
 STEM_CHANNELS = 32  # stage 1: Conv3x3, stride 2
+STEM_STRIDE = 2
 HEAD_CHANNELS = 1280  # stage 9: Conv1x1, then pooling and the FC layer
 SE_RATIO = 0.25  # squeeze width = block *input* channels * 0.25 (official code; not the expanded width)
 DROP_PATH = 0.2  # stochastic depth: block i of N drops its residual branch with probability 0.2 * i / N
+
+
+def se_channels(in_channels: int, se_ratio: float) -> int:
+    """The squeeze width of a block's SE: sized from the block *input* (official code), at least 1; 0 = no SE."""
+    return max(1, int(in_channels * se_ratio)) if se_ratio > 0 else 0
+
+
+def conv_resolution(resolution: int, stride: int) -> int:
+    """The output side of a conv: ceil(r / stride), which both TF "SAME" and PyTorch's k//2 padding give."""
+    return -(-resolution // stride)
 
 
 @dataclass(frozen=True)
@@ -72,7 +85,7 @@ FAMILY: dict[str, Member] = {
     m.name: m
     for m in (
         # The official B0-B7 coefficients: a hand-rounded schedule, not (1.2^phi, 1.1^phi, 1.15^phi).
-        Member("b0", width=1.0, depth=1.0, resolution=224, dropout=0.2),
+        Member("b0", width=1.0, depth=1.0, resolution=BASE_RESOLUTION, dropout=0.2),  # Table 1's baseline, 224
         Member("b1", width=1.0, depth=1.1, resolution=240, dropout=0.2),
         Member("b2", width=1.1, depth=1.2, resolution=260, dropout=0.3),
         Member("b3", width=1.2, depth=1.4, resolution=300, dropout=0.3),
@@ -81,13 +94,27 @@ FAMILY: dict[str, Member] = {
         Member("b6", width=1.8, depth=2.6, resolution=528, dropout=0.5),
         Member("b7", width=2.0, depth=3.1, resolution=600, dropout=0.5),
         # EfficientNet-Lite: ReLU6, no SE, stem/head and the first/last stage's repeats unscaled (mobile-friendly).
-        Member("lite0", width=1.0, depth=1.0, resolution=224, dropout=0.2, lite=True),
+        Member("lite0", width=1.0, depth=1.0, resolution=BASE_RESOLUTION, dropout=0.2, lite=True),
         Member("lite1", width=1.0, depth=1.1, resolution=240, dropout=0.2, lite=True),
         Member("lite2", width=1.1, depth=1.2, resolution=260, dropout=0.3, lite=True),
         Member("lite3", width=1.2, depth=1.4, resolution=280, dropout=0.3, lite=True),
         Member("lite4", width=1.4, depth=1.8, resolution=300, dropout=0.3, lite=True),
     )
 }
+# The B series in phi order: B<n> is the paper's compound-scaling step n (Table 2).
+B_SERIES: tuple[str, ...] = tuple(name for name, m in FAMILY.items() if not m.lite)
+
+
+def name_range(names: Iterable[str]) -> str:
+    """Member names for help and error texts, runs shortened: "b0..b7, lite0..lite4"."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.rstrip("0123456789"), []).append(name)
+    return ", ".join(g[0] if len(g) == 1 else f"{g[0]}, {g[1]}" if len(g) == 2 else f"{g[0]}..{g[-1]}"
+                     for g in groups.values())
+
+
+MEMBER_NAMES = name_range(FAMILY)  # "b0..b7, lite0..lite4"
 
 
 @dataclass(frozen=True)
@@ -105,11 +132,7 @@ class EfficientNetConfig:
     bn_eps: float = 1e-3  # TF's epsilon; torchvision's B0-B4 and timm's efficientnet_* use 1e-5
     bn_momentum: float = 0.01  # TF decay 0.99 is PyTorch momentum 0.01
     same_padding: bool = False  # TF "SAME" padding (asymmetric at stride 2): needed for weights converted from TF
-    compound: object | None = field(default=None, compare=False)  # the CompoundPoint when built from phi
-
-    @property
-    def activation(self) -> str:
-        return "relu6" if self.lite else "silu"
+    compound: CompoundPoint | None = field(default=None, compare=False)  # the compound rule's point, from phi
 
     @property
     def se_ratio(self) -> float:
@@ -136,12 +159,16 @@ class StageSpec:
 
     stage: int  # 1..9, as in Table 1
     operator: str  # "Conv3x3", "MBConv6", "Conv1x1 & Pooling & FC"
-    kernel: int
+    kernel_size: int
     stride: int
     in_channels: int
     out_channels: int
-    layers: int
+    layers: int  # Table 1's "#Layers": how many times the operator repeats
     resolution: int  # input resolution of the stage
+
+    @property
+    def name(self) -> str:
+        return f"stage{self.stage}"
 
 
 class BlockSpec(NamedTuple):
@@ -150,7 +177,6 @@ class BlockSpec(NamedTuple):
 
     name: str  # "stage4/block1" (blocks counted from 0 within their stage)
     stage: int  # Table 1 stage number, 2..8
-    index: int  # position among all MBConv blocks, 0-based
     in_channels: int
     out_channels: int
     expand_ratio: int
@@ -166,35 +192,41 @@ class BlockSpec(NamedTuple):
 
     @property
     def out_resolution(self) -> int:
-        return -(-self.in_resolution // self.stride)  # ceil: "SAME" and k//2 padding both give ceil(r / s)
+        return conv_resolution(self.in_resolution, self.stride)
 
     @property
     def residual(self) -> bool:
+        """The skip connection exists only where the shapes agree (MobileNetV2): stride 1, same channels."""
         return self.stride == 1 and self.in_channels == self.out_channels
+
+    @property
+    def module(self) -> str:
+        """The module path in ``model.build``'s network: "stage4/block1" -> "stages.stage4.1"."""
+        stage, block = self.name.split("/")
+        return f"stages.{stage}.{block.removeprefix('block')}"
 
 
 def blocks(config: EfficientNetConfig) -> list[BlockSpec]:
     """Expand a configuration into its MBConv blocks, in order."""
-    resolution = -(-config.resolution // 2)  # after the stride-2 stem
+    resolution = conv_resolution(config.resolution, STEM_STRIDE)
     in_channels = config.stem_channels
-    layers = [config.stage_layers(i) for i in range(len(B0_STAGES))]
-    total = sum(layers)
+    repeats = [config.stage_layers(i) for i in range(len(B0_STAGES))]
+    total = sum(repeats)
     check_blocks(total, config.name)  # an absurd depth is refused here, before a single block is listed
     specs: list[BlockSpec] = []
     for s, row in enumerate(B0_STAGES):
         out_channels = round_filters(row.out_channels, config.width)
-        for b in range(layers[s]):
+        for b in range(repeats[s]):
             stride = row.stride if b == 0 else 1
             spec = BlockSpec(
                 name=f"{row.name}/block{b}",
                 stage=s + 2,
-                index=len(specs),
                 in_channels=in_channels,
                 out_channels=out_channels,
                 expand_ratio=row.expand_ratio,
                 kernel_size=row.kernel_size,
                 stride=stride,
-                se_channels=max(1, int(in_channels * config.se_ratio)) if config.se_ratio > 0 else 0,
+                se_channels=se_channels(in_channels, config.se_ratio),
                 drop_path=config.drop_path * len(specs) / total,
                 in_resolution=resolution,
             )
@@ -203,23 +235,26 @@ def blocks(config: EfficientNetConfig) -> list[BlockSpec]:
     return specs
 
 
-def stages(config: EfficientNetConfig) -> list[StageSpec]:
-    """The scaled Table 1: stem, the seven MBConv stages and the head, with their input resolutions."""
-    specs = blocks(config)
-    rows = [StageSpec(1, "Conv3x3", 3, 2, 3, config.stem_channels, 1, config.resolution)]
+def stages(config: EfficientNetConfig, specs: list[BlockSpec] | None = None) -> list[StageSpec]:
+    """The scaled Table 1: stem, the seven MBConv stages and the head, with their input resolutions.
+    ``specs`` is ``blocks(config)`` when the caller has it already."""
+    specs = blocks(config) if specs is None else specs
+    rows = [StageSpec(stage=1, operator="Conv3x3", kernel_size=3, stride=STEM_STRIDE, in_channels=3,
+                      out_channels=config.stem_channels, layers=1, resolution=config.resolution)]
+    first: dict[int, BlockSpec] = {}
+    repeats: dict[int, int] = {}
+    for b in specs:
+        first.setdefault(b.stage, b)
+        repeats[b.stage] = repeats.get(b.stage, 0) + 1
     for s, row in enumerate(B0_STAGES):
-        mine = [b for b in specs if b.stage == s + 2]
-        rows.append(
-            StageSpec(
-                stage=s + 2, operator=f"MBConv{row.expand_ratio}", kernel=row.kernel_size, stride=row.stride,
-                in_channels=mine[0].in_channels, out_channels=mine[0].out_channels, layers=len(mine),
-                resolution=mine[0].in_resolution,
-            )
-        )
+        head = first[s + 2]
+        rows.append(StageSpec(stage=s + 2, operator=f"MBConv{row.expand_ratio}", kernel_size=row.kernel_size,
+                              stride=row.stride, in_channels=head.in_channels, out_channels=head.out_channels,
+                              layers=repeats[s + 2], resolution=head.in_resolution))
     last = specs[-1]
-    rows.append(
-        StageSpec(9, "Conv1x1 & Pooling & FC", 1, 1, last.out_channels, config.head_channels, 1, last.out_resolution)
-    )
+    rows.append(StageSpec(stage=9, operator="Conv1x1 & Pooling & FC", kernel_size=1, stride=1,
+                          in_channels=last.out_channels, out_channels=config.head_channels, layers=1,
+                          resolution=last.out_resolution))
     return rows
 
 
@@ -275,8 +310,8 @@ def suggest_model_names(name, limit: int = 5) -> list[str]:
 
 
 def check_model_name(name: str) -> Member:
-    """Look up a released member by name ("b0".."b7", "lite0".."lite4", any case, "efficientnet-" prefix and
-    separators allowed: "EfficientNet-B0", "lite-0"); suggest close names when unknown."""
+    """Look up a released member by name (``MEMBER_NAMES``, any case, "efficientnet-" prefix and separators
+    allowed: "EfficientNet-B0", "lite-0"); suggest close names when unknown."""
     key = _normalize_name(name)
     if key in FAMILY:
         return FAMILY[key]
@@ -316,7 +351,7 @@ def resolve(
     num_classes: int = 1000,
     dropout: float | None = None,
     drop_path: float = DROP_PATH,
-    **overrides,
+    **overrides: Any,
 ) -> EfficientNetConfig:
     """One entry point for any scaling point.
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +30,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+
+from .images import EVAL_CROP_PADDING, eval_crop
+from .model import EfficientNet
 
 # Our names -> pytorch_grad_cam class names. "cam" is ours: the classic, backward-free CAM.
 METHODS = {
@@ -68,7 +71,7 @@ def method_name(method: str) -> str:
     return key
 
 
-def target_layer(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Module]:
+def target_layer(model: EfficientNet, layer: str | None = None) -> tuple[str, nn.Module]:
     """The layer whose output a CAM explains: by default ``model.cam_layer`` (the head, stage 9).
 
     Accepts Table 1's stage names ("stage1" = stem .. "stage9" = head), "stem", "head", or any module path
@@ -87,7 +90,7 @@ def target_layer(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Mo
                        f"such as 'stages.stage6.0.depthwise'") from None
 
 
-def check_classes(model: nn.Module, classes, batch: int) -> list[int] | None:
+def check_classes(model: EfficientNet, classes, batch: int) -> list[int] | None:
     """None (each image's top class), one class for all images, or one per image; checked against the FC layer."""
     if classes is None:
         return None
@@ -118,13 +121,19 @@ def scale_maps(raw: torch.Tensor, size) -> torch.Tensor:
     return (maps - lo) / (hi - lo + 1e-7)  # 1e-7: an all-zero map stays zero
 
 
-def weighted_sum(features: torch.Tensor, weight: torch.Tensor, classes) -> torch.Tensor:
-    """M_c = sum_k W[c, k] * A[k]: (B, C, h, w) features, (classes, C) FC weights -> (B, h, w)."""
-    return torch.einsum("bchw,bc->bhw", features, weight[list(classes)])
+def classic_cam(features: torch.Tensor, classifier: nn.Linear, classes: Sequence[int],
+                size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classic CAM from the last feature map: M_c = sum_k W[c, k] * A[k], the classifier row of each image's class
+    times the (B, C, h, w) features, then ``scale_maps`` to the input ``size`` (H, W).
+
+    Returns (maps (B, H, W) in [0, 1], raw (B, h, w)). No forward pass: a cached feature map gives a new class's
+    map in about a millisecond."""
+    raw = torch.einsum("bchw,bc->bhw", features, classifier.weight[list(classes)])
+    return scale_maps(raw, size), raw
 
 
 @contextlib.contextmanager
-def cam_session(model: nn.Module):
+def cam_session(model: EfficientNet):
     """Run a CAM in a clean state and always restore it, even when an exception is raised.
 
     - eval mode (BatchNorm statistics and dropout must not change the map); the old mode comes back after;
@@ -138,20 +147,20 @@ def cam_session(model: nn.Module):
     grads = [(p, p.grad) for p in model.parameters()]
     inplace = [m for m in model.modules() if getattr(m, "inplace", False) is True]
     for m in inplace:
-        m.inplace = False
+        setattr(m, "inplace", False)
     model.eval()
     try:
         yield model
     finally:
         for m in inplace:
-            m.inplace = True
+            setattr(m, "inplace", True)
         model.train(training)
         for p, grad in grads:
             p.grad = grad
 
 
 @torch.no_grad()
-def class_activation_map(model: nn.Module, x: torch.Tensor, classes=None) -> CamResult:
+def class_activation_map(model: EfficientNet, x: torch.Tensor, classes=None) -> CamResult:
     """Classic CAM (Zhou et al., 2016): one forward pass, then the FC weights of the class times the last
     feature map. ``classes``: None (top prediction), an int, or one per image."""
     x = _check_input(x)
@@ -161,15 +170,15 @@ def class_activation_map(model: nn.Module, x: torch.Tensor, classes=None) -> Cam
         logits = model.forward_head(features)  # (B, classes)
     if classes is None:
         classes = logits.argmax(1).tolist()
-    raw = weighted_sum(features, model.classifier.weight, classes)  # (B, h, w)
-    return CamResult(scale_maps(raw, x.shape[-2:]), raw, classes, logits.softmax(1), "cam", "head")
+    maps, raw = classic_cam(features, model.classifier, classes, x.shape[-2:])
+    return CamResult(maps, raw, classes, logits.softmax(1), "cam", "head")
 
 
 def _grad_cam_method(model, x, method, classes, layer_name, layer) -> CamResult:
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    cls = getattr(pytorch_grad_cam, METHODS[method])
+    cls = getattr(pytorch_grad_cam, str(METHODS[method]))
 
     def start_graph_here(module, inputs, output):
         # Gradients are only needed from the logits back to this layer: cut the graph here so the backward pass
@@ -209,7 +218,7 @@ def _grad_cam_method(model, x, method, classes, layer_name, layer) -> CamResult:
     return CamResult(maps, None, list(classes), logits.softmax(1), method, layer_name)
 
 
-def cam(model: nn.Module, x: torch.Tensor, method: str = "cam", classes=None, layer: str | None = None) -> CamResult:
+def cam(model: EfficientNet, x: torch.Tensor, method: str = "cam", classes=None, layer: str | None = None) -> CamResult:
     """Any CAM method for a batch ``x`` (B, 3, R, R), normalised for ``model``.
 
     method: "cam" (classic, ours, head only), "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam",
@@ -242,11 +251,12 @@ def _values(cam_map) -> torch.Tensor:
 
 
 def crop_box(image_size: tuple[int, int], resolution: int) -> tuple[float, float, float, float]:
-    """Where the evaluation crop (``images.eval_transform``: shorter side -> res + 32, center crop res) lies in
+    """Where the evaluation crop (``images.eval_crop``: shorter side -> res + padding, center crop res) lies in
     the original image: (left, top, right, bottom) in original pixels."""
     width, height = image_size
     short, long = min(width, height), max(width, height)
-    new_short, new_long = resolution + 32, int((resolution + 32) * long / short)  # torchvision's Resize rule
+    new_short = resolution + EVAL_CROP_PADDING
+    new_long = int(new_short * long / short)  # torchvision's Resize rule
     new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
     left, top = int(round((new_w - resolution) / 2.0)), int(round((new_h - resolution) / 2.0))  # CenterCrop's rule
     sx, sy = width / new_w, height / new_h
@@ -268,10 +278,7 @@ def peak(cam_map: torch.Tensor) -> tuple[int, int]:
 
 def model_view(image: Image.Image, resolution: int) -> Image.Image:
     """The RGB crop the model sees (eval transform without the normalisation): what to draw a CAM on."""
-    from torchvision import transforms as T
-
-    resize = T.Resize(resolution + 32, interpolation=T.InterpolationMode.BICUBIC)
-    return T.CenterCrop(resolution)(resize(image.convert("RGB")))
+    return eval_crop(resolution)(image.convert("RGB"))
 
 
 def colorize(cam_map, cmap: str = "jet") -> np.ndarray:

@@ -21,8 +21,8 @@ import json
 import os
 import sys
 
-from .arch import FAMILY, resolve, stages
-from .scaling import ScalingError
+from .arch import B_SERIES, FAMILY, MEMBER_NAMES, name_range, resolve, stages
+from .scaling import BASE_RESOLUTION, FLOPS_BUDGET, ScalingError
 
 # The bundled photos' names (images.SAMPLES), repeated so that `--help` does not import torch.
 SAMPLE_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "china", "flower")
@@ -86,7 +86,8 @@ def image_output(text: str) -> str:
 
     folder = os.path.dirname(os.path.abspath(text))
     if os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name such as {os.path.join(text, 'cam.png')}")
+        raise argparse.ArgumentTypeError(
+            f"{text} is a folder; give a file name such as {os.path.join(text, 'cam.png')}")
     if not os.path.isdir(folder):
         raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(text) and not os.access(text, os.W_OK)):
@@ -113,6 +114,20 @@ def _add_scaling_options(parser) -> None:
     group.add_argument("--beta", type=float, help="width base (>= 1, paper 1.1)")
     group.add_argument("--gamma", type=float, help="resolution base (>= 1, paper 1.15)")
     parser.add_argument("--num-classes", type=positive_int, default=1000, help="classifier outputs (default 1000)")
+
+
+def _add_source_option(parser) -> None:
+    from .weights import SOURCES
+
+    parser.add_argument("--source", choices=list(SOURCES), help="where --weights come from (default: read from its "
+                        "keys; timm files need timm or timm_tf): " + "; ".join(f"{s.name} = {s.description}"
+                                                                              for s in SOURCES.values()))
+
+
+def _model_help() -> str:
+    from .weights import OFFLINE
+
+    return f"{OFFLINE} (offline weights), or {name_range(B_SERIES)} (torchvision's weights: internet once)"
 
 
 def config_from_args(args):
@@ -145,14 +160,14 @@ def info_payload(config, layers: bool = False) -> dict:
         "macs": report.macs, "flops": report.flops, "activations": report.activations,
         "activation_bytes": report.activation_bytes,
         "stages": [
-            {"stage": s.stage, "operator": s.operator, "kernel": s.kernel, "stride": s.stride,
+            {"stage": s.stage, "operator": s.operator, "kernel": s.kernel_size, "stride": s.stride,
              "in_channels": s.in_channels, "out_channels": s.out_channels, "layers": s.layers,
              "resolution": s.resolution}
             for s in stages(config)
         ],
     }
     if layers:
-        payload["layers"] = [row.to_dict() for row in report.layers]
+        payload["layers"] = [row.to_dict() for row in report.rows]
     if config.compound is not None:
         point = config.compound
         payload["compound"] = {"phi": point.phi, "alpha": point.alpha, "beta": point.beta, "gamma": point.gamma,
@@ -166,9 +181,10 @@ def info_text(payload: dict) -> str:
     if "compound" in payload:
         c = payload["compound"]
         lines.append(f"compound rule: phi {c['phi']:g}, alpha {c['alpha']:g}, beta {c['beta']:g}, gamma {c['gamma']:g}"
-                     f" -> r = 224 * gamma^phi = {c['resolution_exact']:.2f} -> {payload['resolution']};"
-                     f" alpha*beta^2*gamma^2 = {c['flops_factor']:.4f} (target ~2)")
-    header = f"{'stage':>5}  {'operator':<24}{'kernel':>6}{'stride':>7}{'in':>6}{'out':>6}{'layers':>7}{'resolution':>12}"
+                     f" -> r = {BASE_RESOLUTION} * gamma^phi = {c['resolution_exact']:.2f} -> {payload['resolution']};"
+                     f" alpha*beta^2*gamma^2 = {c['flops_factor']:.4f} (target ~{FLOPS_BUDGET:g})")
+    header = (f"{'stage':>5}  {'operator':<24}{'kernel':>6}{'stride':>7}{'in':>6}{'out':>6}{'layers':>7}"
+              f"{'resolution':>12}")
     lines += ["", header, "-" * len(header)]
     for s in payload["stages"]:
         res = f"{s['resolution']}x{s['resolution']}"
@@ -202,12 +218,10 @@ def add_predict_command(subparsers) -> None:
     parser = subparsers.add_parser("predict", help="classify images with real ImageNet weights")
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help=f"image files (JPEG, PNG, ...) or bundled photos: {', '.join(SAMPLE_NAMES)}")
-    parser.add_argument("--model", default="lite0",
-                        help="lite0, lite1, lite2 (offline weights), or b0..b7 (torchvision weights: internet once)")
+    parser.add_argument("--model", default="lite0", help=_model_help())
     parser.add_argument("--weights", type=weights_file, help="a state-dict file instead of the released weights "
                                                             "(ours, torchvision, timm or EfficientNet-PyTorch keys)")
-    parser.add_argument("--source", choices=["ours", "torchvision", "timm", "timm_tf", "lite"],
-                        help="where --weights come from (default: read from its keys; timm files need timm or timm_tf)")
+    _add_source_option(parser)
     parser.add_argument("--top", type=positive_int, default=5, help="how many classes to show (default 5)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=cmd_predict)
@@ -270,11 +284,10 @@ def add_eval_command(subparsers) -> None:
     from .train.config import option_type  # the same range checks as train's options
 
     parser = subparsers.add_parser("eval", help="top-1/top-5 accuracy of weights on DIR/val (resize + center crop)")
-    parser.add_argument("--model", help="b0..b7, lite0..lite4 (optional for files written by effnet-edu)")
+    parser.add_argument("--model", help=f"{MEMBER_NAMES} (optional for files written by effnet-edu)")
     parser.add_argument("--weights", required=True, help="our checkpoint (EMA weights used), or a torchvision, "
                                                          "timm or EfficientNet-PyTorch state-dict file")
-    parser.add_argument("--source", choices=["ours", "torchvision", "timm", "timm_tf", "lite"],
-                        help="where --weights come from (default: read from its keys; timm files need timm or timm_tf)")
+    _add_source_option(parser)
     parser.add_argument("--data", required=True, help="dataset folder holding SPLIT/<class>/<images>")
     parser.add_argument("--split", default="val", help="subfolder to evaluate (default: val)")
     parser.add_argument("--resolution", type=option_type("resolution", int),
@@ -294,13 +307,12 @@ def cmd_eval(args) -> None:
 
     from .images import eval_transform, source_of
     from .train import DataError, FolderDataset, evaluate, scan_folder
-    from .weights import from_file, load_checkpoint
+    from .weights import from_file, read_checkpoint
 
     device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
-    state = load_checkpoint(args.weights)  # the classifier's shape says how many classes the weights have
-    fc = next((state[k] for k in ("classifier.weight", "classifier.1.weight", "_fc.weight") if k in state), None)
-    extra = {} if fc is None else {"num_classes": fc.shape[0]}
-    model = from_file(args.model, args.weights, args.source, **extra).eval().to(device)
+    checkpoint = read_checkpoint(args.weights)  # read once; the classifier's shape says how many classes it has
+    extra = {} if checkpoint.num_classes is None else {"num_classes": checkpoint.num_classes}
+    model = from_file(args.model, args.weights, args.source, checkpoint=checkpoint, **extra).eval().to(device)
     resolution = args.resolution or model.config.resolution
     try:
         samples, classes, _ = scan_folder(Path(args.data) / args.split)
@@ -351,10 +363,9 @@ def add_cam_command(subparsers) -> None:
     parser = subparsers.add_parser("cam", help="class activation map of an image: where the model finds a class")
     parser.add_argument("image", metavar="IMAGE",
                         help=f"an image file (JPEG, PNG, ...) or a bundled photo: {', '.join(SAMPLE_NAMES)}")
-    parser.add_argument("--model", default="lite0", help="lite0, lite1, lite2 (offline weights), or b0..b7")
+    parser.add_argument("--model", default="lite0", help=_model_help())
     parser.add_argument("--weights", type=weights_file, help="a state-dict file instead of the released weights")
-    parser.add_argument("--source", choices=["ours", "torchvision", "timm", "timm_tf", "lite"],
-                        help="where --weights come from (default: read from its keys)")
+    _add_source_option(parser)
     parser.add_argument("--method", default="cam", help="cam (classic, Zhou et al. 2016), gradcam, gradcam++, "
                                                         "xgradcam, hirescam, layercam, eigencam, scorecam")
     parser.add_argument("--class", dest="class_index", type=class_index,

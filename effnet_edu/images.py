@@ -1,5 +1,6 @@
 """Images in and predictions out: loading files, the bundled real photos, ImageNet class names, and the
-preprocessing that matches each weights source (the official code's preprocessing; docs/paper-facts.md, "The ImageNet recipe").
+preprocessing that matches each weights source (the official code's preprocessing; docs/paper-facts.md,
+"The ImageNet recipe").
 
 Training crop: random-resized crop (area 0.08-1, aspect 3/4-4/3) + horizontal flip, bicubic.
 Evaluation: resize the shorter side to res + 32, then a center crop of res (crop fraction res / (res + 32)).
@@ -18,6 +19,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision import transforms as T
 
 from .weights import SOURCES
+
+# The evaluation crop: resize the shorter side to res + 32, then center-crop res (crop fraction res / (res + 32),
+# 0.875 at 224: the official EfficientNet eval preprocessing).
+EVAL_CROP_PADDING = 32
 
 
 class ImageError(ValueError):
@@ -41,7 +46,8 @@ def _skimage(name):
     try:
         from skimage import data
     except ImportError:
-        raise ImportError("the sample photos come from scikit-image and scikit-learn: pip install 'effnet-edu[weights]'") from None
+        raise ImportError("the sample photos come from scikit-image and scikit-learn: "
+                          "pip install 'effnet-edu[weights]'") from None
     return getattr(data, name)
 
 
@@ -49,7 +55,8 @@ def _sklearn(filename):
     try:
         from sklearn.datasets import load_sample_image
     except ImportError:
-        raise ImportError("the sample photos come from scikit-image and scikit-learn: pip install 'effnet-edu[weights]'") from None
+        raise ImportError("the sample photos come from scikit-image and scikit-learn: "
+                          "pip install 'effnet-edu[weights]'") from None
     return load_sample_image(filename)
 
 
@@ -101,7 +108,8 @@ def _open(source, name: str) -> Image.Image:
         raise ImageError(f"{name}: refused as a possible decompression bomb ({exc}); if you trust the file, raise "
                          f"PIL.Image.MAX_IMAGE_PIXELS") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file (PIL cannot identify it); use JPEG, PNG, BMP, GIF, TIFF or WebP") from None
+        raise ImageError(f"{name}: not an image file (PIL cannot identify it); "
+                         f"use JPEG, PNG, BMP, GIF, TIFF or WebP") from None
     except PermissionError:
         raise ImageError(f"{name}: cannot read the file (permission denied)") from None
     except MemoryError:
@@ -147,14 +155,17 @@ def _normalize(source: str) -> T.Normalize:
     return T.Normalize(SOURCES[source].mean, SOURCES[source].std)
 
 
-def eval_transform(resolution: int, source: str = "ours") -> T.Compose:
-    """PIL image -> normalised (3, res, res) tensor: resize shorter side to res + 32, center crop res, bicubic."""
+def eval_crop(resolution: int) -> T.Compose:
+    """PIL image -> the RGB crop the model sees: shorter side to res + EVAL_CROP_PADDING (bicubic), center crop."""
     return T.Compose([
-        T.Resize(resolution + 32, interpolation=T.InterpolationMode.BICUBIC),
+        T.Resize(resolution + EVAL_CROP_PADDING, interpolation=T.InterpolationMode.BICUBIC),
         T.CenterCrop(resolution),
-        T.ToTensor(),
-        _normalize(source),
     ])
+
+
+def eval_transform(resolution: int, source: str = "ours") -> T.Compose:
+    """PIL image -> normalised (3, res, res) tensor: ``eval_crop``, then the source's normalisation."""
+    return T.Compose([eval_crop(resolution), T.ToTensor(), _normalize(source)])
 
 
 def train_transform(resolution: int, source: str = "ours") -> T.Compose:
@@ -186,9 +197,14 @@ def classify(model, images, top: int = 5) -> list[list[tuple[str, int, float]]]:
     if not 1 <= top <= model.config.num_classes:
         raise ValueError(f"top must be between 1 and {model.config.num_classes}, got {top}")
     model.eval()
-    probs = model(preprocess(model, images)).softmax(dim=1)  # (B, classes)
-    names = imagenet_classes() if model.config.num_classes == 1000 else None
-    values, indices = probs.topk(top, dim=1)
+    return top_classes(model(preprocess(model, images)).softmax(dim=1), top)
+
+
+def top_classes(probs: torch.Tensor, top: int = 5) -> list[list[tuple[str, int, float]]]:
+    """(B, classes) probabilities -> the top-k [(label, class index, probability), ...] per image; labels are
+    ImageNet's names for 1000 classes, else the index as text."""
+    names = imagenet_classes() if probs.shape[1] == 1000 else None
+    values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
     return [
         [(names[i] if names else str(i), int(i), float(p)) for p, i in zip(v.tolist(), ix.tolist())]
         for v, ix in zip(values, indices)

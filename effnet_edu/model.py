@@ -34,6 +34,7 @@ class Conv2dSame(nn.Conv2d):
 
 def conv_bn(config: EfficientNetConfig, in_channels, out_channels, kernel_size=1, stride=1, groups=1, act=True):
     """Conv -> BatchNorm -> activation (none for the projection: a linear bottleneck, MobileNetV2 Section 3.2)."""
+    conv: nn.Conv2d
     if config.same_padding and stride > 1:
         conv = Conv2dSame(in_channels, out_channels, kernel_size, stride, groups=groups, bias=False)
     else:
@@ -88,6 +89,8 @@ class EfficientNet(nn.Module):
     Named parts: ``stem`` (Table 1 stage 1), ``stages.stage2`` .. ``stages.stage8``, ``head`` (stage 9's 1x1
     conv, whose output is the last feature map that class activation maps use), ``classifier`` (the FC layer).
     """
+
+    weights_source: str = "ours"  # where the weights came from (weights.load_weights sets it): the input normalisation
 
     def __init__(self, config: EfficientNetConfig):
         # Every path from user numbers to a network (build, weights files, the command line, the widgets) comes

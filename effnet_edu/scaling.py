@@ -19,6 +19,7 @@ BASE_RESOLUTION = 224  # B0's input resolution (Table 1)
 MIN_RESOLUTION = 32  # five stride-2 stages divide the input by 32: anything smaller collapses to 1x1 early
 PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA = 1.2, 1.1, 1.15  # grid search at phi = 1 (Section 3.3, step 1)
 FLOPS_BUDGET = 2.0  # alpha * beta^2 * gamma^2 ~ 2: each unit of phi doubles the FLOPs
+FLOPS_TOLERANCE = 0.1  # how close alpha * beta^2 * gamma^2 must be to the budget to count as "~2"
 
 
 class ScalingError(ValueError):
@@ -127,12 +128,13 @@ class CompoundPoint:
         """(alpha * beta^2 * gamma^2)^phi: how much the formula says FLOPs grow at this phi (before rounding)."""
         return self.flops_factor**self.phi
 
-    def constraint_report(self, tolerance: float = 0.1) -> str:
+    def constraint_report(self, tolerance: float = FLOPS_TOLERANCE) -> str:
         factor = self.flops_factor
         status = "meets" if abs(factor - FLOPS_BUDGET) <= tolerance else "misses"
         return (
             f"alpha * beta^2 * gamma^2 = {self.alpha:g} * {self.beta:g}^2 * {self.gamma:g}^2 = {factor:.4f} "
-            f"({status} the constraint ~{FLOPS_BUDGET:g} within {tolerance:g}); FLOPs grow by {factor:.4f}^{self.phi:g} "
+            f"({status} the constraint ~{FLOPS_BUDGET:g} within {tolerance:g}); "
+            f"FLOPs grow by {factor:.4f}^{self.phi:g} "
             f"= {self.flops_growth:.3f}x"
         )
 

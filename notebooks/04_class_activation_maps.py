@@ -280,7 +280,7 @@ for i, index in enumerate(show):
         m = trained[r["name"]]
         with torch.no_grad():
             features = m.forward_features(prepare(test_images[index:index + 1], r["resolution"]))
-            maps = C.scale_maps(C.weighted_sum(features, m.classifier.weight, [int(test_labels[index])]), (192, 192))
+            maps, _ = C.classic_cam(features, m.classifier, [int(test_labels[index])], (192, 192))
         axes[i, j + 1].imshow(C.overlay(Image.fromarray(image), maps[0], 0.55))
         axes[i, j + 1].contour(test_masks[index].numpy(), levels=[0.5], colors="white", linewidths=0.8)
         if i == 0:

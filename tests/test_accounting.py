@@ -2,7 +2,7 @@
 
 Oracles: the built network itself (``sum(p.numel())`` per module), ``torch.utils.flop_counter.FlopCounterMode``
 (2 FLOPs per multiply-add, so MACs = its count / 2), forward hooks and ``stage_features`` for activation
-shapes, docs/paper-facts.md's numbers (Table 2 params and the reference models' conv+linear multiply-adds), and
+shapes, the reference numbers of ``reference.py`` (exact Table 2 params, the conv+linear multiply-adds), and
 formulas derived by hand for one block. Big networks are built on the ``meta`` device: real modules and real
 shape propagation, no memory and no arithmetic, so counting B7 at 600px takes a fraction of a second; one
 real CPU forward (B0 at 224) checks that meta and CPU give the same count.
@@ -22,18 +22,7 @@ from effnet_edu.arch import FAMILY, resolve
 from effnet_edu.cli import main
 from effnet_edu.model import MBConv
 
-# docs/paper-facts.md, Table 2: exact parameter counts of the reference PyTorch implementations (1000 classes), the Lite
-# release, and the conv+linear multiply-adds of the reference models (B0 .. B7) to the stated precision.
-PARAMS = {
-    "b0": 5_288_548, "b1": 7_794_184, "b2": 9_109_994, "b3": 12_233_232, "b4": 19_341_616, "b5": 30_389_784,
-    "b6": 43_040_704, "b7": 66_347_960,
-    "lite0": 4_652_008, "lite1": 5_416_680, "lite2": 6_092_072, "lite3": 8_197_096, "lite4": 13_006_568,
-}
-MACS_BILLIONS = {  # (value, decimals as printed in docs/paper-facts.md)
-    "b0": (0.386, 3), "b1": (0.687, 3), "b2": (0.994, 3), "b3": (1.827, 3), "b4": (4.394, 3),
-    "b5": (10.27, 2), "b6": (19.07, 2), "b7": (37.75, 2),
-}
-
+from reference import MACS_BILLIONS, PARAMS
 
 def build_meta(**kwargs):
     with torch.device("meta"):
@@ -72,12 +61,15 @@ def random_points(n=10, seed=0):
     return points
 
 
-CONFIGS = [dict(model=name) for name in FAMILY] + random_points()
-IDS = [kw.get("model") or ",".join(f"{k}={v}" for k, v in kw.items()) for kw in CONFIGS]
+# Every member and seeded random points (the fast loop, -m "not slow", keeps B0, Lite0 and four points).
+CONFIGS = [pytest.param(dict(model=name), id=name, marks=() if name in ("b0", "lite0") else pytest.mark.slow)
+           for name in FAMILY] + [pytest.param(kw, id=",".join(f"{k}={v}" for k, v in kw.items()),
+                                               marks=() if i < 4 else pytest.mark.slow)
+                                  for i, kw in enumerate(random_points())]
 
 
 # ----------------------------------------------------------------------------------------------- whole networks
-@pytest.mark.parametrize("kwargs", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("kwargs", CONFIGS)
 def test_params_and_macs_match_the_built_network(kwargs):
     model = build_meta(**kwargs)
     report = count(dict(kwargs))
@@ -85,18 +77,18 @@ def test_params_and_macs_match_the_built_network(kwargs):
     macs, per_module = traced(model, model.config.resolution)
     assert report.macs == macs
     assert report.flops == 2 * macs
-    for row in report.layers:  # every row is exactly its module
+    for row in report.rows:  # every row is exactly its module
         module = model.get_submodule(row.module)
         assert row.params == numel(module), row.name
         assert row.macs == per_module.get(row.module, 0), row.name
     # The rows cover every parameter exactly once (no module double counted, none forgotten).
-    assert sum(r.params for r in report.layers) == report.params
+    assert sum(r.params for r in report.rows) == report.params
     assert sum(s.params for s in report.stages) == report.params
     assert sum(s.macs for s in report.stages) == report.macs
 
 
-@pytest.mark.parametrize("name", PARAMS)
-def test_family_matches_reference_md(name):
+@pytest.mark.parametrize("name", FAMILY)  # a new member needs its reference numbers in reference.py
+def test_family_matches_the_reference_numbers(name):
     report = count(name)
     assert report.params == PARAMS[name]
     if name in MACS_BILLIONS:
@@ -124,7 +116,7 @@ def test_activations_match_a_forward(kwargs, device):
     x = torch.randn(1, 3, model.config.resolution, model.config.resolution, device=device)
     seen = {}
     hooks = [model.get_submodule(r.module).register_forward_hook(
-        lambda m, i, o, name=r.name: seen.__setitem__(name, tuple(o.shape[1:]))) for r in report.layers]
+        lambda m, i, o, name=r.name: seen.__setitem__(name, tuple(o.shape[1:]))) for r in report.rows]
     try:
         with torch.no_grad():
             features = model.stage_features(x)
@@ -132,13 +124,13 @@ def test_activations_match_a_forward(kwargs, device):
     finally:
         for h in hooks:
             h.remove()
-    for row in report.layers:
+    for row in report.rows:
         assert row.out_shape == seen[row.name], row.name
         assert row.activations == torch.Size(seen[row.name]).numel()
     for stage in report.stages:
         assert stage.out_shape == tuple(features[stage.name].shape[1:]), stage.name
-        assert stage.activations == sum(r.activations for r in report.layers if r.stage == stage.stage)
-    assert report.activations == sum(r.activations for r in report.layers)
+        assert stage.activations == sum(r.activations for r in report.rows if r.stage == stage.stage)
+    assert report.activations == sum(r.activations for r in report.rows)
     assert report.activation_bytes == 4 * report.activations
 
 
@@ -167,7 +159,7 @@ def test_block_count_against_hand_formulas():
         assert (row.params, row.macs, row.activations, row.bytes_moved) == (params, macs, acts, moved), part
     assert b.params == sum(v[0] for v in expected.values()) == 31_290
     assert b.macs == 19_761_600 and b.flops == 2 * b.macs
-    assert b.residual and b.hidden_channels == 240
+    assert b.spec.residual and b.spec.hidden_channels == 240
     # The lesson: depthwise does the fewest multiply-adds per byte of the three convs.
     assert b.part("depthwise").intensity < min(b.part("expand").intensity, b.part("project").intensity)
     # The same block inside the network and as a module.
@@ -182,7 +174,7 @@ def test_block_count_against_hand_formulas():
 def test_block_count_variants():
     mb1 = block_count(32, 16, expand_ratio=1, kernel_size=3, stride=1, resolution=112)  # B0 stage 2
     assert mb1.part("expand") is None and mb1.part("se").params == 32 * 8 + 8 + 8 * 32 + 32
-    assert not mb1.residual
+    assert not mb1.spec.residual
     lite = block_count(24, 40, 6, 5, 2, se_ratio=0, resolution=56)
     assert lite.part("se") is None and lite.part("depthwise").out_shape == (144, 28, 28)
     assert block_count(24, 40, se_channels=3).part("se").params == 144 * 3 + 3 + 3 * 144 + 144
@@ -221,12 +213,12 @@ def test_count_accepts_every_way_of_naming_a_network():
 
 def test_rows_names_table_and_dict():
     report = count("b0")
-    names = [r.name for r in report.layers]
+    names = [r.name for r in report.rows]
     assert names[:3] == ["stem/conv", "stem/bn", "stage2/block0/depthwise"]  # MBConv1: no expansion
     assert names[-3:] == ["head/conv", "head/bn", "classifier"]
     assert "stage4/block1/se" in names and "stage4/block1/expand" in names
     assert report.layer("stem/bn").macs == 0 and report.layer("stem/bn").params == 2 * 32
-    assert not any(r.kind == "se" for r in count("lite0").layers)  # Lite has no SE
+    assert not any(r.kind == "se" for r in count("lite0").rows)  # Lite has no SE
     text = report.table()
     assert "stage4/block1/depthwise" in text and "385,814,752" in text and "5,288,548" in text
     assert "stage9" in report.table("stage")
@@ -235,7 +227,7 @@ def test_rows_names_table_and_dict():
     with pytest.raises(KeyError, match="stem/conv"):
         report.layer("nope")
     d = json.loads(json.dumps(report.to_dict()))
-    assert d["macs"] == report.macs and d["flops"] == 2 * d["macs"] and len(d["layers"]) == len(report.layers)
+    assert d["macs"] == report.macs and d["flops"] == 2 * d["macs"] and len(d["layers"]) == len(report.rows)
 
 
 def test_flops_growth():

@@ -174,12 +174,13 @@ def test_localisation_on_masks_with_known_answers():
 
 
 def test_colorize_uses_jet_and_overlay_blends():
-    import matplotlib
-
-    values = np.linspace(0, 1, 1001)[None]
-    ours = C.colorize(values).astype(int)
-    reference = (matplotlib.colormaps["jet"](values)[..., :3] * 255 + 0.5).astype(int)
-    assert np.abs(ours - reference).max() == 0
+    # Fixed pixels of the jet colour map (MATLAB's definition, which matplotlib copies): it starts at dark blue
+    # (0, 0, 0.5), passes pure blue-cyan, green at the middle, orange-red, and ends at dark red (0.5, 0, 0).
+    low, quarter, middle, three_quarters, high = C.colorize(np.array([[0.0, 0.25, 0.5, 0.75, 1.0]]))[0].tolist()
+    assert low == [0, 0, 128] and high == [128, 0, 0]
+    assert quarter[0] == 0 and quarter[2] == 255 and three_quarters[0] == 255 and three_quarters[2] == 0
+    assert middle[1] == 255 and all(100 <= c <= 155 for c in (middle[0], middle[2]))
+    assert C.colorize(np.array([[0.0]]), "gray")[0, 0].tolist() == [0, 0, 0]  # the cmap argument is used
     photo = Image.fromarray(np.full((30, 50, 3), 200, np.uint8))
     heat = torch.rand(7, 7)
     assert np.array_equal(np.asarray(C.overlay(photo, heat, alpha=0.0)), np.asarray(photo))

@@ -1,4 +1,4 @@
-"""The effnet-edu command: text and --json output, checked against the library and docs/paper-facts.md."""
+"""The effnet-edu command: text and --json output, checked against the library and the reference numbers."""
 
 import json
 import subprocess
@@ -7,6 +7,8 @@ import sys
 import pytest
 
 from effnet_edu.cli import main
+
+from reference import PARAMS
 
 
 def run(capsys, *argv):
@@ -20,7 +22,7 @@ def test_info_json_b0(capsys):
     assert code == 0
     info = json.loads(out)
     assert (info["name"], info["width"], info["depth"], info["resolution"]) == ("b0", 1.0, 1.0, 224)
-    assert info["params"] == 5_288_548  # torchvision's exact count (docs/paper-facts.md)
+    assert info["params"] == PARAMS["b0"]
     assert [s["out_channels"] for s in info["stages"]] == [32, 16, 24, 40, 80, 112, 192, 320, 1280]
     assert [s["layers"] for s in info["stages"]] == [1, 1, 2, 2, 3, 3, 4, 1, 1]
     assert set(info["stages"][1]) >= {"operator", "kernel", "stride", "in_channels", "out_channels", "layers",
@@ -77,6 +79,7 @@ def test_predict_bad_image_is_one_line(capsys, tmp_path):
     assert code == 2 and "doc.png: not an image file" in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch: ~10-30 s on 2 busy cores
 def test_python_dash_m_is_the_same_command():
     out = subprocess.run([sys.executable, "-m", "effnet_edu", "info", "lite0", "--json"],
                          capture_output=True, text=True, check=True).stdout

@@ -1,10 +1,12 @@
-"""The scaling rules against hand-derived values and the paper's numbers (Section 3.3, docs/paper-facts.md)."""
+"""The scaling rules against hand-derived values and the paper's numbers (Section 3.3, Tables 1 and 2; the official coefficients in reference.py)."""
 
 import math
 
 import pytest
 
 from effnet_edu import FAMILY, ScalingError, compound, resolve, round_filters, round_repeats, stages
+
+from reference import COEFFICIENTS
 
 
 @pytest.mark.parametrize("channels, width, expected", [
@@ -46,14 +48,8 @@ def test_compound_rule_matches_paper():
     assert p3.flops_growth == pytest.approx(1.9203**3, rel=1e-4)
 
 
-def test_family_table_is_reference_table_2():
-    # width, depth, resolution, dropout from the official code (docs/paper-facts.md, Table 2) and the Lite release
-    expected = {"b0": (1.0, 1.0, 224, 0.2), "b1": (1.0, 1.1, 240, 0.2), "b2": (1.1, 1.2, 260, 0.3),
-                "b3": (1.2, 1.4, 300, 0.3), "b4": (1.4, 1.8, 380, 0.4), "b5": (1.6, 2.2, 456, 0.4),
-                "b6": (1.8, 2.6, 528, 0.5), "b7": (2.0, 3.1, 600, 0.5), "lite0": (1.0, 1.0, 224, 0.2),
-                "lite1": (1.0, 1.1, 240, 0.2), "lite2": (1.1, 1.2, 260, 0.3), "lite3": (1.2, 1.4, 280, 0.3),
-                "lite4": (1.4, 1.8, 300, 0.3)}
-    assert {k: (m.width, m.depth, m.resolution, m.dropout) for k, m in FAMILY.items()} == expected
+def test_family_table_is_the_official_one():
+    assert {k: (m.width, m.depth, m.resolution, m.dropout) for k, m in FAMILY.items()} == COEFFICIENTS
 
 
 def test_b0_stage_table_is_table_1():
@@ -63,7 +59,7 @@ def test_b0_stage_table_is_table_1():
               ("MBConv6", 5, 2, 192, 4, 14), ("MBConv6", 3, 1, 320, 1, 7),
               ("Conv1x1 & Pooling & FC", 1, 1, 1280, 1, 7)]
     rows = stages(resolve("b0"))
-    assert [(r.operator, r.kernel, r.stride, r.out_channels, r.layers, r.resolution) for r in rows] == table1
+    assert [(r.operator, r.kernel_size, r.stride, r.out_channels, r.layers, r.resolution) for r in rows] == table1
 
 
 def test_lite_keeps_stem_head_and_first_last_repeats():
@@ -73,12 +69,16 @@ def test_lite_keeps_stem_head_and_first_last_repeats():
     assert rows[2].layers == math.ceil(2 * 1.8)
 
 
-def test_stochastic_depth_rates():
+@pytest.mark.parametrize("name", ["b0", "b3"])
+def test_stochastic_depth_rates_are_torchvisions(name):
+    """Oracle: the per-block drop probabilities torchvision builds its EfficientNet with (same default rate 0.2)."""
+    import torchvision
+
     from effnet_edu import blocks
 
-    specs = blocks(resolve("b0"))
-    assert len(specs) == 16
-    assert [b.drop_path for b in specs] == pytest.approx([0.2 * i / 16 for i in range(16)])
+    reference = getattr(torchvision.models, f"efficientnet_{name}")()
+    expected = [m.stochastic_depth.p for m in reference.modules() if hasattr(m, "stochastic_depth")]
+    assert [b.drop_path for b in blocks(resolve(name))] == pytest.approx(expected, abs=1e-12)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -107,6 +107,7 @@ def test_bad_images(tmp_path):
         load_image(tmp_path)
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch
 def test_library_import_stays_light():
     code = ("import sys, effnet_edu, effnet_edu.cli, effnet_edu.images, effnet_edu.weights; "
             "heavy = [m for m in ('ipywidgets', 'matplotlib', 'jupyter', 'jupyter_client', 'IPython', "
@@ -147,3 +148,34 @@ def test_torchvision_pretrained_offline_error(monkeypatch):
     monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
     with pytest.raises(WeightsError, match="need internet once.*Offline, use lite0, lite1 or lite2"):
         pretrained("b3")
+
+
+def test_a_weights_file_is_read_once(tmp_path, monkeypatch):
+    from effnet_edu import weights
+
+    path = save_weights(build("b0", num_classes=7), tmp_path / "b0.pth")
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(weights.torch, "load", lambda *a, **k: reads.append(a) or real_load(*a, **k))
+    checkpoint = weights.read_checkpoint(path)
+    assert checkpoint.num_classes == 7 and checkpoint.meta["num_classes"] == 7
+    model = from_file(None, path, checkpoint=checkpoint)
+    assert len(reads) == 1 and model.config.num_classes == 7
+    from_file(None, path)  # without the record: one more read, not two
+    assert len(reads) == 2
+
+
+def test_every_source_is_one_description():
+    """Each --source choice has a key layout that round-trips our weights (export, then detect and load)."""
+    from effnet_edu.cli import build_parser
+    from effnet_edu.weights import SOURCES, detect_source, export_state_dict
+
+    parser = build_parser()
+    choices = {a.dest: a.choices for a in parser._subparsers._group_actions[0].choices["eval"]._actions}
+    assert choices["source"] == list(SOURCES)
+    model = build("b0").eval()
+    for name, source in SOURCES.items():
+        state = export_state_dict(model, name)
+        assert detect_source(state) == source.layout.name
+        again = load_weights(build("b0"), state, name)
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))

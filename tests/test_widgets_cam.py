@@ -68,7 +68,7 @@ def test_each_control_redraws(explorer):
     explorer.photo.value = "coffee"
     changed()
     assert explorer.state["photo"] == "coffee" and explorer.state["class"] == explorer.target.options[0][1]
-    explorer.phi.value = 1
+    explorer.model_name.value = "lite1"  # a released model (Lite1 is deeper, at 240 px), not a phi
     changed()
     assert (explorer.state["model"], explorer.state["resolution"]) == ("lite1", 240)
     assert png(explorer.image.value).shape == (240, 240, 3)
@@ -96,3 +96,27 @@ def test_a_good_upload_becomes_the_photo(explorer):
     assert explorer.photo.value == "upload: cat.png" and explorer.state["photo"] == "upload: cat.png"
     name, image = read_upload(explorer.upload.value)
     assert name == "cat.png" and image.size == (300, 200)
+
+
+def test_released_models_are_a_choice_not_a_phi(explorer):
+    from effnet_edu.weights import LITE_PACKAGES
+
+    assert explorer.model_name.description == "released model"
+    assert list(explorer.model_name.options) == list(LITE_PACKAGES)
+    assert not hasattr(explorer, "phi")
+
+
+def test_an_unexpected_error_shows_its_type_and_keeps_the_traceback(explorer, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug, not a bad input")
+
+    monkeypatch.setattr(C, "overlay", broken)
+    picture = explorer.image.value
+    explorer.alpha.value = 0.3 if explorer.alpha.value != 0.3 else 0.4
+    assert "unexpected ZeroDivisionError: a bug, not a bad input" in explorer.error.value
+    assert explorer.image.value == picture
+    traceback_text = "".join(o.get("text", "") for o in explorer.details.outputs)
+    assert "Traceback (most recent call last)" in traceback_text and "broken" in traceback_text
+    monkeypatch.undo()
+    explorer.alpha.value = 0.5
+    assert explorer.error.value == "" and explorer.details.outputs == ()

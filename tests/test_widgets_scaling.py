@@ -2,8 +2,8 @@
 
 Oracles: the parameters of the network ``effnet_edu.build`` makes (``numel``), its multiply-adds as PyTorch's
 ``FlopCounterMode`` counts them (2 FLOPs per multiply-add), its stage shapes from ``stage_features``, all on the
-``meta`` device (shapes only, no memory, so phi = 3.5 costs well under a second); the exact counts of torchvision
-(docs/paper-facts.md). Widget observers fire synchronously, so no kernel or browser is needed here.
+``meta`` device (shapes only, no memory, so phi = 3.5 costs well under a second); the exact Table 2 counts of
+``reference.py``. Widget observers fire synchronously, so no kernel or browser is needed here.
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ import effnet_edu as ee
 from effnet_edu.scaling import ScalingError
 from effnet_edu_widgets import BlockExplorer, ScalingExplorer
 from effnet_edu_widgets.block import block_view
-from effnet_edu_widgets.scaling import MODES, scaling_state
+from effnet_edu_widgets.scaling import MODES, budget_beta, scaling_state
 
-# docs/paper-facts.md, Table 2: exact parameter counts of the released members (torchvision and timm agree).
-PAPER_PARAMS = {0: 5_288_548, 1: 7_794_184, 2: 9_109_994, 3: 12_233_232, 4: 19_341_616, 5: 30_389_784,
-                6: 43_040_704, 7: 66_347_960}
-
+from reference import PARAMS
 
 def number(html: str) -> int:
     """The first exact integer (with thousands separators) in a readout."""
@@ -101,13 +98,13 @@ def test_released_mode_snaps_and_shows_both(explorer):
     explorer.mode.value = MODES[1]
     try:
         assert explorer.phi.value == 3.0
-        assert number(explorer.labels["params"].value) == PAPER_PARAMS[3]
+        assert number(explorer.labels["params"].value) == PARAMS['b3']
         assert "released B3" in explorer.labels["model"].value
         formula_params, *_ = oracle(phi=3.0)
-        assert f"{PAPER_PARAMS[3]:,}" in explorer.comparison.value
+        assert f"{PARAMS['b3']:,}" in explorer.comparison.value
         assert f"{formula_params:,}" in explorer.comparison.value  # side by side: the mismatch is visible
         explorer.phi.value = 7.0
-        assert number(explorer.labels["params"].value) == PAPER_PARAMS[7]
+        assert number(explorer.labels["params"].value) == PARAMS['b7']
     finally:
         explorer.mode.value = MODES[0]
     assert explorer.comparison.value == "" and explorer.phi.step == 0.05
@@ -187,3 +184,44 @@ def test_block_explorer_bad_values_keep_last_view():
     assert explorer.block.part("expand") is None
     with pytest.raises(ScalingError, match="kernel_size must be odd"):
         block_view(40, 40, 6, 4, 1, 0.25, 28)
+
+
+def test_budget_lock_holds_the_constraint_and_beta_follows(explorer):
+    explorer.mode.value = MODES[0]
+    explorer.alpha.value, explorer.beta.value, explorer.gamma.value, explorer.phi.value = 1.2, 1.1, 1.15, 2.0
+    explorer.lock.value = True
+    try:
+        assert explorer.beta.disabled and explorer.error.value == ""
+        for alpha, gamma in ((1.2, 1.15), (1.4, 1.05), (1.0, 1.3)):
+            explorer.alpha.value, explorer.gamma.value = alpha, gamma
+            p = explorer.state.point
+            assert (p.alpha, p.gamma) == (alpha, gamma)
+            assert p.alpha * p.beta**2 * p.gamma**2 == pytest.approx(2.0, rel=1e-12)  # the budget, exactly
+            assert p.beta == pytest.approx((2.0 / (alpha * gamma**2)) ** 0.5)
+            assert explorer.beta.value == pytest.approx(p.beta)
+            assert "budget locked" in explorer.labels["budget"].value
+        # the network shown is the one the formula builds at these alpha, beta, gamma
+        assert number(explorer.labels["params"].value) == oracle(phi=2.0, alpha=1.0, beta=p.beta, gamma=1.3)[0]
+        state = explorer.state
+        explorer.alpha.value = 1.8  # 1.8 * 1.3^2 = 3.04 > 2: beta would have to shrink
+        assert "cannot hold alpha * beta^2 * gamma^2 = 2 with beta &gt;= 1" in explorer.error.value
+        assert explorer.state is state
+        explorer.alpha.value = 1.1
+        assert explorer.error.value == ""
+    finally:
+        explorer.lock.value = False
+        explorer.alpha.value, explorer.beta.value, explorer.gamma.value = 1.2, 1.1, 1.15
+    assert not explorer.beta.disabled and "free" in explorer.labels["budget"].value
+
+
+def test_budget_beta():
+    # The paper's step-1 point spends 1.2 * 1.1^2 * 1.15^2 = 1.92 of the budget 2: at 1.92, beta comes back as 1.1.
+    assert budget_beta(1.2, 1.15, budget=1.2 * 1.1**2 * 1.15**2) == pytest.approx(1.1, rel=1e-12)
+    assert budget_beta(1.2, 1.15) == pytest.approx((2 / (1.2 * 1.15**2)) ** 0.5)  # 1.1226 holds exactly 2
+    assert budget_beta(2.0, 1.0) == 1.0 and budget_beta(1.0, 1.0, budget=4.0) == 2.0
+    with pytest.raises(ScalingError, match="lower alpha or gamma"):
+        budget_beta(1.5, 1.2)
+    with pytest.raises(ScalingError, match="alpha must be >= 1"):
+        budget_beta(0.9, 1.0)
+    with pytest.raises(ScalingError, match="budget must be a number >= 1"):
+        budget_beta(1.0, 1.0, budget=0.5)

@@ -14,10 +14,9 @@ The bars are plain HTML, so an update costs well under a millisecond of drawing.
 
 from __future__ import annotations
 
-import time
-from html import escape
-
 from effnet_edu.accounting import BlockCount, block_count
+
+from ._base import Explorer
 
 PARTS = ("expand", "depthwise", "se", "project")
 COLOURS = {"macs": "#4c72b0", "bytes": "#dd8452"}
@@ -38,7 +37,7 @@ def _bar(fraction: float, colour: str) -> str:
 def block_table_html(block: BlockCount) -> str:
     """Per sub-layer: params, MACs, bytes moved, MACs per byte, and each one's share of MACs and of bytes."""
     rows = []
-    for r in block.layers:
+    for r in block.rows:
         part = r.name.rsplit("/", 1)[-1]
         macs_share, bytes_share = r.macs / block.macs, r.bytes_moved / block.bytes_moved
         rows.append(
@@ -58,27 +57,28 @@ def block_table_html(block: BlockCount) -> str:
 
 def summary_html(block: BlockCount) -> str:
     """One sentence on the depthwise conv against the 1x1 convs, with this block's numbers."""
-    dw = block.part("depthwise")
+    dw, k = block.part("depthwise"), block.spec.kernel_size
+    assert dw is not None  # every MBConv block has its depthwise conv
     pointwise = [p for p in (block.part("expand"), block.part("project")) if p is not None]
     pw_macs = sum(p.macs for p in pointwise)
     pw_bytes = sum(p.bytes_moved for p in pointwise)
     return (
-        f"Depthwise k{block.kernel_size}x{block.kernel_size}: <b>{dw.macs / block.macs:.1%}</b> of the MACs but "
+        f"Depthwise k{k}x{k}: <b>{dw.macs / block.macs:.1%}</b> of the MACs but "
         f"<b>{dw.bytes_moved / block.bytes_moved:.1%}</b> of the bytes moved, "
         f"{dw.intensity:.2f} MACs/byte; the 1x1 convs: {pw_macs / pw_bytes:.2f} MACs/byte. "
-        f"Hidden width {block.hidden_channels}, residual: {block.residual}."
+        f"Hidden width {block.spec.hidden_channels}, residual: {block.spec.residual}."
     )
 
 
-class BlockExplorer:
+class BlockExplorer(Explorer):
     """Controls for one MBConv block; a per-sub-layer table and totals. Bad values (0 channels, even kernels, a
     resolution below 1) show their message in the red label (CSS class ``effnet-error``) and keep the last
     valid view. ``explorer.block`` is the last valid ``BlockCount``."""
 
     def __init__(self, in_channels: int = 40, out_channels: int = 40, expand_ratio: int = 6, kernel_size: int = 5,
                  stride: int = 1, se_ratio: float = 0.25, resolution: int = 28):
-        import ipywidgets as w  # imported when a widget is made: the pure functions above work without Jupyter
-
+        super().__init__()
+        w = self.w
         style = {"description_width": "110px"}
         box = w.Layout(width="260px")
         # Plain IntText (no bounds), so a wrong value reaches the library and its message is shown.
@@ -88,45 +88,32 @@ class BlockExplorer:
                                       layout=box).add_class("effnet-out-channels")
         self.expand_ratio = w.Dropdown(options=[1, 2, 3, 4, 6], value=expand_ratio, description="expansion",
                                        style=style, layout=box)
-        self.kernel_size = w.Dropdown(options=[1, 3, 5, 7], value=kernel_size, description="kernel",
+        self.kernel_size = w.Dropdown(options=[1, 3, 5, 7], value=kernel_size, description="kernel size",
                                       style=style, layout=box)
         self.stride = w.ToggleButtons(options=[1, 2], value=stride, description="stride", style=style)
         self.se_ratio = w.FloatSlider(se_ratio, min=0.0, max=1.0, step=0.05, description="SE ratio", style=style,
                                       layout=w.Layout(width="360px"))
         self.resolution = w.IntText(resolution, description="input resolution", style=style,
                                     layout=box).add_class("effnet-in-resolution")
-        self.error = w.HTML("").add_class("effnet-error")
         self.summary = w.HTML("").add_class("effnet-block-summary")
         self.totals = w.HTML("").add_class("effnet-block-totals")
         self.table = w.HTML("").add_class("effnet-block-table")
         self.block: BlockCount | None = None
-        self.last_update_ms = float("nan")
         self.controls = (self.in_channels, self.out_channels, self.expand_ratio, self.kernel_size, self.stride,
                          self.se_ratio, self.resolution)
         for control in self.controls:
             control.observe(self._update, names="value")
-        self.widget = w.VBox([
-            w.HTML("<style>.effnet-error{color:#b00020;font-weight:bold}"
-                   ".effnet-table td,.effnet-table th{padding:1px 8px;text-align:right}</style>"),
-            w.HBox([w.VBox(list(self.controls[:4])), w.VBox(list(self.controls[4:]))]),
-            self.error, self.totals, self.table, self.summary,
-        ])
+        self._layout(w.HBox([w.VBox(list(self.controls[:4])), w.VBox(list(self.controls[4:]))]),
+                     self.messages, self.totals, self.table, self.summary)
         self._update()
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
-
     def _update(self, change=None):
-        start = time.perf_counter()
-        try:
-            block = block_view(*(c.value for c in self.controls))
-        except Exception as error:  # noqa: BLE001 -- a widget callback must never raise into the void
-            self.error.value = f"Cannot count this block: {escape(str(error))}. Showing the last valid one."
-            return
+        self.guard(self._show, "Cannot count this block: {}. Showing the last valid one.")
+
+    def _show(self):
+        block = block_view(*(c.value for c in self.controls))
         self.totals.value = (f"<b>params</b> {block.params:,} &nbsp; <b>MACs</b> {block.macs:,} "
                              f"(FLOPs = 2 x MACs = {block.flops:,}) &nbsp; <b>bytes moved</b> {block.bytes_moved:,}")
         self.table.value = block_table_html(block)
         self.summary.value = summary_html(block)
-        self.error.value = ""
         self.block = block
-        self.last_update_ms = (time.perf_counter() - start) * 1e3

@@ -1,13 +1,13 @@
 """CamExplorer: where does an EfficientNet-Lite look? Class activation maps on real photos, live.
 
     from effnet_edu_widgets import CamExplorer
-    CamExplorer()                       # bundled photos + your own upload; Lite0..Lite2 with real ImageNet weights
+    CamExplorer()                       # bundled photos + your own upload; the Lite models with offline weights
 
-Controls: the photo (or an upload), phi over the Lite family (0, 1, 2 = Lite0, Lite1, Lite2: wider, deeper and
-higher-resolution together, Section 3.3), the CAM method, the layer, the target class (the top 5 of the current
-prediction) and the overlay strength. The work is done by pure functions (``predict``, ``cam_map``,
-``render_png``, ``read_upload``) that tests call directly; the widget only wires controls to them and caches
-what a control change does not invalidate (changing the overlay strength only re-blends; changing the class
+Controls: the photo (or an upload), the released model (Lite0, Lite1, Lite2: three released networks, not three
+compound-scaling steps: Lite0 and Lite1 have the same width), the CAM method, the layer, the target class (the
+top 5 of the current prediction) and the overlay strength. The work is done by pure functions (``predict``,
+``cam_map``, ``render_png``, ``read_upload``) that tests call directly; the widget only wires controls to them and
+caches what a control change does not invalidate (changing the overlay strength only re-blends; changing the class
 with classic CAM only re-weights the cached feature map: no network pass at all).
 """
 
@@ -21,9 +21,12 @@ import torch
 from PIL import Image
 
 from effnet_edu import cam as C
-from effnet_edu.images import ImageError, imagenet_classes, load_image, preprocess
+from effnet_edu.images import ImageError, load_image, preprocess, top_classes
+from effnet_edu.weights import LITE_PACKAGES
 
-LITE = ("lite0", "lite1", "lite2")  # the Lite members with offline ImageNet weights
+from ._base import Explorer
+
+RELEASED = tuple(LITE_PACKAGES)  # the released members whose ImageNet weights install offline
 WIDGET_METHODS = ("cam", "gradcam", "gradcam++", "xgradcam", "layercam", "eigencam")  # Score-CAM: too slow live
 LAYERS = ("stage9", "stage8", "stage7", "stage6", "stage5")  # Table 1 rows; stage9 is the head
 
@@ -35,28 +38,24 @@ class Prediction:
     view: Image.Image  # the crop the model sees (resize + center crop, not normalised)
     x: torch.Tensor  # (1, 3, R, R) normalised input
     features: torch.Tensor  # (1, C, R/32, R/32) last feature map, for classic CAM without a new forward pass
-    probs: torch.Tensor  # (num_classes,)
     top: list[tuple[str, int, float]]  # top 5: (label, class index, probability)
 
 
 @torch.no_grad()
 def predict(model, image: Image.Image, top: int = 5) -> Prediction:
+    """The library's classify path (``preprocess``, ``top_classes``), keeping the feature map for the CAMs."""
     model.eval()
     x = preprocess(model, [image])
     features = model.forward_features(x)
-    probs = model.forward_head(features).softmax(1)[0]
-    names = imagenet_classes() if model.config.num_classes == 1000 else [str(i) for i in range(len(probs))]
-    values, indices = probs.topk(min(top, len(probs)))
-    return Prediction(C.model_view(image, model.config.resolution), x, features, probs,
-                      [(names[i], int(i), float(p)) for p, i in zip(values.tolist(), indices.tolist())])
+    probs = model.forward_head(features).softmax(1)
+    return Prediction(C.model_view(image, model.config.resolution), x, features, top_classes(probs, top)[0])
 
 
 def cam_map(model, prediction: Prediction, method: str, class_index: int, layer: str = "stage9") -> torch.Tensor:
     """The (R, R) map in [0, 1] for one class. Classic CAM reuses the cached features (a weighted sum, ~1 ms)."""
     if C.method_name(method) == "cam" and layer in (None, "stage9", "head"):
         with torch.no_grad():
-            raw = C.weighted_sum(prediction.features, model.classifier.weight, [class_index])
-            return C.scale_maps(raw, prediction.x.shape[-2:])[0]
+            return C.classic_cam(prediction.features, model.classifier, [class_index], prediction.x.shape[-2:])[0][0]
     return C.cam(model, prediction.x, method, classes=class_index, layer=layer).maps[0]
 
 
@@ -81,38 +80,33 @@ def top_options(prediction: Prediction) -> list[tuple[str, int]]:
     return [(f"{label} ({p:.1%})", index) for label, index, p in prediction.top]
 
 
-def _widgets():
-    try:
-        import ipywidgets
-    except ImportError:
-        raise ImportError("CamExplorer needs ipywidgets: pip install 'effnet-edu[notebooks]'") from None
-    return ipywidgets
-
-
-class CamExplorer:
-    """Photo, phi (Lite0..2), method, layer, target class and overlay strength; the overlay redraws live.
+class CamExplorer(Explorer):
+    """Photo, released model, method, layer, target class and overlay strength; the overlay redraws live.
 
     ``explorer.state`` is a dict of what is shown (model, photo, method, layer, class, probability, peak);
     errors (a bad upload, classic CAM on an inner layer) appear in ``explorer.error`` and the last good image
     stays. ``photos``: a dict name -> PIL image (default: ``effnet_edu.images.sample_photos()``);
-    ``models``: a dict phi -> model to use instead of the released Lite weights (tests, your own models)."""
+    ``models``: a dict name -> model to use instead of the released Lite weights (tests, your own models)."""
 
-    def __init__(self, photos: dict | None = None, photo: str = "chelsea", phi: int = 0, method: str = "cam",
-                 alpha: float = 0.5, models: dict | None = None):
+    def __init__(self, photos: dict | None = None, photo: str = "chelsea", model: str = RELEASED[0],
+                 method: str = "cam", alpha: float = 0.5, models: dict | None = None):
         from effnet_edu.images import sample_photos
 
-        w = _widgets()
+        super().__init__()
+        w = self.w
         self.photos = dict(photos) if photos is not None else sample_photos()
         self._models = dict(models or {})
         self._predictions: dict = {}
         self._map = None
         self.state: dict = {}
-        style = {"description_width": "90px"}
-        self.photo = w.Dropdown(options=list(self.photos), value=photo if photo in self.photos else next(iter(self.photos)),
-                                description="photo", style=style).add_class("effnet-cam-photo")
+        style = {"description_width": "110px"}
+        first = photo if photo in self.photos else next(iter(self.photos))
+        self.photo = w.Dropdown(options=list(self.photos), value=first, description="photo",
+                                style=style).add_class("effnet-cam-photo")
         self.upload = w.FileUpload(accept="image/*", multiple=False, description="upload photo")
-        self.phi = w.IntSlider(value=phi, min=0, max=len(LITE) - 1, description="phi (Lite)", style=style,
-                               continuous_update=False).add_class("effnet-cam-phi")
+        names = tuple(dict.fromkeys((*RELEASED, *self._models)))
+        self.model_name = w.Dropdown(options=names, value=model, description="released model",
+                                     style=style).add_class("effnet-cam-model")
         self.method = w.Dropdown(options=WIDGET_METHODS, value=C.method_name(method), description="method",
                                  style=style).add_class("effnet-cam-method")
         self.layer = w.Dropdown(options=[("stage9 (head)", "stage9")] + [(s, s) for s in LAYERS[1:]], value="stage9",
@@ -122,45 +116,33 @@ class CamExplorer:
         self.alpha = w.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="overlay",
                                    style=style).add_class("effnet-cam-alpha")
         self.info = w.HTML("").add_class("effnet-cam-info")
-        self.error = w.HTML("").add_class("effnet-error")
         self.image = w.Image(format="png", layout=w.Layout(width="360px")).add_class("effnet-cam-image")
-        self.widget = w.VBox([
-            w.HTML("<style>.effnet-error{color:#b00020;font-weight:bold}</style>"),
-            w.HBox([w.VBox([self.photo, self.upload, self.phi, self.method, self.layer, self.target, self.alpha]),
+        self._layout(
+            w.HBox([w.VBox([self.photo, self.upload, self.model_name, self.method, self.layer, self.target,
+                            self.alpha]),
                     w.VBox([self.image, self.info])]),
-            self.error,
-        ])
+            self.messages,
+        )
         self._busy = False
         self._new_prediction()
-        for control, handler in ((self.photo, self._new_prediction), (self.phi, self._new_prediction),
+        for control, handler in ((self.photo, self._new_prediction), (self.model_name, self._new_prediction),
                                  (self.method, self._new_map), (self.layer, self._new_map),
                                  (self.target, self._new_map), (self.alpha, self._redraw),
                                  (self.upload, self._uploaded)):
             control.observe(handler, names="value")
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
-
     # --------------------------------------------------------------------------------------- the computation
-    def model(self, phi: int | None = None):
-        phi = self.phi.value if phi is None else phi
-        if phi not in self._models:
+    def model(self, name: str | None = None):
+        name = self.model_name.value if name is None else name
+        if name not in self._models:
             from effnet_edu.weights import pretrained
 
-            self._models[phi] = pretrained(LITE[phi])
-        return self._models[phi]
-
-    def _guard(self, step):
-        """Run one update step; a failure shows its message and leaves the last good picture."""
-        try:
-            step()
-            self.error.value = ""
-        except Exception as exc:
-            self.error.value = f"{escape(type(exc).__name__)}: {escape(str(exc))}"
+            self._models[name] = pretrained(name)
+        return self._models[name]
 
     def _new_prediction(self, change=None):
         def step():
-            key = (self.phi.value, self.photo.value)
+            key = (self.model_name.value, self.photo.value)
             if key not in self._predictions:
                 self._predictions[key] = predict(self.model(), self.photos[self.photo.value])
             prediction = self._predictions[key]
@@ -173,14 +155,14 @@ class CamExplorer:
             self._compute_map()
             self._render()
 
-        self._guard(step)
+        self.guard(step)
 
     def _new_map(self, change=None):
         if not self._busy:
-            self._guard(lambda: (self._compute_map(), self._render()))
+            self.guard(lambda: (self._compute_map(), self._render()))
 
     def _redraw(self, change=None):
-        self._guard(self._render)
+        self.guard(self._render)
 
     def _uploaded(self, change=None):
         def step():
@@ -195,10 +177,10 @@ class CamExplorer:
             else:
                 self.photo.value = key  # triggers the prediction
 
-        self._guard(step)
+        self.guard(step)
 
     def _compute_map(self):
-        prediction = self._predictions[(self.phi.value, self.photo.value)]
+        prediction = self._predictions[(self.model_name.value, self.photo.value)]
         model = self.model()
         self._map = cam_map(model, prediction, self.method.value, self.target.value, self.layer.value)
         label, index, p = next(t for t in prediction.top if t[1] == self.target.value)
@@ -208,7 +190,7 @@ class CamExplorer:
                       "probability": p, "peak": (x, y)}
 
     def _render(self):
-        prediction = self._predictions[(self.phi.value, self.photo.value)]
+        prediction = self._predictions[(self.model_name.value, self.photo.value)]
         self.image.value = render_png(prediction.view, self._map, self.alpha.value)
         s = self.state
         top = "".join(f"<li>{escape(label)}: {p:.1%}</li>" for label, _, p in prediction.top)

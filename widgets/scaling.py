@@ -3,7 +3,11 @@
     from effnet_edu_widgets import ScalingExplorer
     ScalingExplorer()                      # in a notebook or a Voila dashboard
 
-The computation is a set of pure functions of the slider values (``scaling_state``, ``readouts``,
+With the FLOPs budget locked, alpha * beta^2 * gamma^2 stays at the budget (default 2): alpha and gamma move and
+beta follows, beta = sqrt(budget / (alpha * gamma^2)). That is the design space of the paper's step-1 grid search
+(Section 3.3), which found alpha = 1.2, beta = 1.1, gamma = 1.15 in it.
+
+The computation is a set of pure functions of the slider values (``scaling_state``, ``budget_beta``, ``readouts``,
 ``stage_table_html``, ``comparison_html``, ``macs_curve``): tests call them directly, and the widget only owns
 the controls and the redraw. Counting uses ``effnet_edu.accounting`` (nothing is built), so a slider move costs
 about a millisecond of arithmetic; the plots are redrawn by blitting (only the moving artists are drawn onto a
@@ -19,12 +23,25 @@ from dataclasses import dataclass
 from html import escape
 
 from effnet_edu.accounting import Report, count
-from effnet_edu.arch import FAMILY, resolve
-from effnet_edu.scaling import FLOPS_BUDGET, PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, CompoundPoint, compound
+from effnet_edu.arch import B_SERIES, resolve
+from effnet_edu.scaling import (
+    BASE_RESOLUTION,
+    FLOPS_BUDGET,
+    FLOPS_TOLERANCE,
+    PAPER_ALPHA,
+    PAPER_BETA,
+    PAPER_GAMMA,
+    CompoundPoint,
+    ScalingError,
+    compound,
+)
 
-MODES = ("paper formula", "released B0-B7")
-CONSTRAINT_TOLERANCE = 0.1  # how close alpha * beta^2 * gamma^2 must be to 2 to count as "~2"
-MAX_PHI = 7.0
+from ._base import Explorer
+
+RELEASED = B_SERIES  # B<n> is the released member at phi = n
+RELEASED_LABEL = f"{RELEASED[0].upper()}-{RELEASED[-1].upper()}"  # "B0-B7"
+MODES = ("paper formula", f"released {RELEASED_LABEL}")
+MAX_PHI = float(len(RELEASED) - 1)
 
 # Table 2's comparison rows (paper): name, params, multiply-adds ("FLOPS"), top-1. GPipe has no FLOPs in the table.
 PAPER_TABLE2 = (
@@ -38,7 +55,6 @@ PAPER_TABLE2 = (
     ("NASNet-A", 89e6, 24e9, 82.7),
     ("AmoebaNet-C", 155e6, 41e9, 83.5),
 )
-RELEASED = tuple(f"b{i}" for i in range(8))
 LABEL_OFFSETS = {"ResNet-50": (-4, 2, "right"), "Inception-v3": (-4, -9, "right"), "Xception": (4, -7, "left"),
                  "SENet": (4, -7, "left"), "NASNet-A": (-4, 2, "right")}
 
@@ -52,6 +68,7 @@ class ScalingState:
     point: CompoundPoint  # the compound rule at phi (alpha^phi, beta^phi, gamma^phi)
     formula: Report  # the network the formula gives
     released: Report | None  # the released member b<phi> ("released" mode only)
+    budget: float | None = None  # alpha * beta^2 * gamma^2 when locked (beta then follows alpha and gamma)
 
     @property
     def shown(self) -> Report:
@@ -59,20 +76,43 @@ class ScalingState:
         return self.released if self.released is not None else self.formula
 
 
-def scaling_state(phi, alpha=PAPER_ALPHA, beta=PAPER_BETA, gamma=PAPER_GAMMA, mode=MODES[0]) -> ScalingState:
-    """The pure function behind the widget. Raises ``ScalingError`` (a ``ValueError``) for impossible values."""
+def budget_beta(alpha: float, gamma: float, budget: float = FLOPS_BUDGET) -> float:
+    """The beta that holds alpha * beta^2 * gamma^2 = budget: sqrt(budget / (alpha * gamma^2)).
+
+    Raises ``ScalingError`` when that beta would be below 1 (the paper's constraint beta >= 1): alpha * gamma^2
+    alone already exceeds the budget."""
+    point = compound(1.0, alpha, 1.0, gamma)  # validates alpha, gamma >= 1
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget >= 1:
+        raise ScalingError(f"the FLOPs budget must be a number >= 1, got {budget!r}")
+    spent = point.alpha * point.gamma**2
+    beta = math.sqrt(budget / spent)
+    if beta < 1 - 1e-12:
+        raise ScalingError(
+            f"cannot hold alpha * beta^2 * gamma^2 = {budget:g} with beta >= 1: alpha * gamma^2 = "
+            f"{point.alpha:g} * {point.gamma:g}^2 = {spent:.4f} is already above it; lower alpha or gamma"
+        )
+    return max(beta, 1.0)
+
+
+def scaling_state(phi, alpha=PAPER_ALPHA, beta=PAPER_BETA, gamma=PAPER_GAMMA, mode=MODES[0],
+                  budget: float | None = None) -> ScalingState:
+    """The pure function behind the widget. Raises ``ScalingError`` (a ``ValueError``) for impossible values.
+    With ``budget``, ``beta`` is ignored and follows from alpha and gamma (``budget_beta``)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if budget is not None:
+        beta = budget_beta(alpha, gamma, budget)
     point = compound(phi, alpha, beta, gamma)  # validates phi >= 0 and alpha, beta, gamma >= 1
     if point.phi > MAX_PHI:
-        raise ValueError(f"phi must be between 0 and {MAX_PHI:g} (B0..B7), got {point.phi:g}")
+        raise ValueError(f"phi must be between 0 and {MAX_PHI:g} ({RELEASED_LABEL.replace('-', '..')}), "
+                         f"got {point.phi:g}")
     released = None
     if mode == MODES[1]:
         n = int(math.floor(point.phi + 0.5))  # snap to the released member with that phi
         point = compound(n, alpha, beta, gamma)
-        released = count(FAMILY[f"b{n}"].name)
+        released = count(RELEASED[n])
     formula = count(resolve(phi=point.phi, alpha=point.alpha, beta=point.beta, gamma=point.gamma))
-    return ScalingState(mode, point.phi, point, formula, released)
+    return ScalingState(mode, point.phi, point, formula, released, budget)
 
 
 def _si(value: float, unit: str = "") -> str:
@@ -84,10 +124,18 @@ def _si(value: float, unit: str = "") -> str:
 
 def constraint_text(point: CompoundPoint) -> str:
     factor = point.flops_factor
-    ok = abs(factor - FLOPS_BUDGET) <= CONSTRAINT_TOLERANCE
-    mark = "&#x2713; meets ~2" if ok else f"&#x2717; misses ~2 (allowed {FLOPS_BUDGET - CONSTRAINT_TOLERANCE:g}" \
-                                             f"..{FLOPS_BUDGET + CONSTRAINT_TOLERANCE:g})"
+    ok = abs(factor - FLOPS_BUDGET) <= FLOPS_TOLERANCE
+    mark = (f"&#x2713; meets ~{FLOPS_BUDGET:g}" if ok else f"&#x2717; misses ~{FLOPS_BUDGET:g} (allowed "
+            f"{FLOPS_BUDGET - FLOPS_TOLERANCE:g}..{FLOPS_BUDGET + FLOPS_TOLERANCE:g})")
     return f"{factor:.4f} {mark}"
+
+
+def budget_text(state: ScalingState) -> str:
+    p = state.point
+    if state.budget is None:
+        return "<b>budget</b> free: alpha, beta and gamma move independently"
+    return (f"<b>budget locked</b> at {state.budget:g}: beta = sqrt({state.budget:g} / (alpha * gamma^2)) = "
+            f"sqrt({state.budget:g} / ({p.alpha:g} * {p.gamma:g}^2)) = {p.beta:.4f}")
 
 
 def readouts(state: ScalingState) -> dict[str, str]:
@@ -101,8 +149,9 @@ def readouts(state: ScalingState) -> dict[str, str]:
         "depth": f"<b>depth</b> d = {c.depth:.3f}" + ("" if state.released else f" (alpha^phi = {p.depth:.4f})"),
         "width": f"<b>width</b> w = {c.width:.3f}" + ("" if state.released else f" (beta^phi = {p.width:.4f})"),
         "resolution": f"<b>resolution</b> r = {c.resolution} px"
-                      + ("" if state.released else f" (224 * gamma^phi = {p.resolution_exact:.1f})"),
+                      + ("" if state.released else f" ({BASE_RESOLUTION} * gamma^phi = {p.resolution_exact:.1f})"),
         "constraint": f"<b>alpha * beta^2 * gamma^2</b> = {constraint_text(p)}",
+        "budget": budget_text(state),
         "params": f"<b>params</b> {r.params:,} ({_si(r.params)})",
         "macs": f"<b>MACs</b> (the paper's FLOPS) {r.macs:,} ({_si(r.macs)})",
         "flops": f"<b>FLOPs</b> = 2 x MACs = {r.flops:,} ({_si(r.flops)})",
@@ -193,9 +242,10 @@ class ScalingPlot:
         b0 = count("b0").macs
         released = [count(name) for name in RELEASED]
 
-        phis = [i / 20 for i in range(141)]
+        phis = [i / 20 for i in range(int(MAX_PHI * 20) + 1)]
         left.plot(phis, [b0 * 2**p / 1e9 for p in phis], "k--", lw=1, label="B0 x 2^phi")
-        left.plot(range(8), [r.macs / 1e9 for r in released], "o", color="tab:green", label="released B0-B7")
+        left.plot(range(len(released)), [r.macs / 1e9 for r in released], "o", color="tab:green",
+                  label=MODES[1])
         (self.curve,) = left.plot([], [], "-", color="tab:blue", lw=1.5, animated=True,
                                   label="formula (counted)")
         (self.marker,) = left.plot([], [], "o", color="tab:red", ms=9, animated=True, label="current")
@@ -210,7 +260,7 @@ class ScalingPlot:
             right.annotate(name, (macs / 1e9, params / 1e6), fontsize=7, color="0.4", ha=ha,
                            xytext=(dx, dy), textcoords="offset points")
         right.plot([r.macs / 1e9 for r in released], [r.params / 1e6 for r in released], "o-", color="tab:green",
-                   label="released B0-B7")
+                   label=MODES[1])
         right.plot([], [], "s", color="0.6", label="Table 2 comparisons")
         (self.point,) = right.plot([], [], "*", color="tab:red", ms=14, animated=True, label="current")
         right.set(xscale="log", yscale="log", xlim=(0.2, 200), ylim=(2, 400), xlabel="MACs (billions)",
@@ -240,22 +290,19 @@ class ScalingPlot:
         return out.getvalue()
 
 
-def _widgets():
-    import ipywidgets  # imported when a widget is made: the pure functions above work without Jupyter
+class ScalingExplorer(Explorer):
+    """Sliders for phi, alpha, beta, gamma, a mode toggle and a FLOPs-budget lock; readouts, the scaled Table 1
+    and two plots.
 
-    return ipywidgets
-
-
-class ScalingExplorer:
-    """Sliders for phi, alpha, beta, gamma and a mode toggle; readouts, the scaled Table 1 and two plots.
-
-    ``explorer.state`` is the last valid ``ScalingState``; a bad value (alpha < 1, ...) shows its message in the
-    red label (``explorer.error``, CSS class ``effnet-error``) and the rest keeps the last valid view.
-    ``explorer.last_update_ms`` is how long the last update took (computation + redraw)."""
+    ``explorer.state`` is the last valid ``ScalingState``; a bad value (alpha < 1, a budget that beta >= 1 cannot
+    meet, ...) shows its message in the red label (``explorer.error``, CSS class ``effnet-error``) and the rest
+    keeps the last valid view. ``explorer.last_update_ms`` is how long the last update took (computation +
+    redraw). With ``lock`` on, the beta slider follows alpha and gamma (it is disabled) to hold the budget."""
 
     def __init__(self, phi: float = 1.0, alpha: float = PAPER_ALPHA, beta: float = PAPER_BETA,
-                 gamma: float = PAPER_GAMMA, mode: str = MODES[0]):
-        w = _widgets()
+                 gamma: float = PAPER_GAMMA, mode: str = MODES[0], lock: bool = False, budget: float = FLOPS_BUDGET):
+        super().__init__()
+        w = self.w
         style = {"description_width": "75px"}
         slider = dict(continuous_update=True, style=style, layout=w.Layout(width="420px"))
         self.phi = w.FloatSlider(value=phi, min=0.0, max=MAX_PHI, step=0.05, description="phi", readout_format=".2f",
@@ -264,37 +311,34 @@ class ScalingExplorer:
         self.alpha = w.FloatSlider(value=alpha, min=0.8, max=2.0, step=0.01, description="alpha (d)",
                                    **slider).add_class("effnet-alpha")
         self.beta = w.FloatSlider(value=beta, min=0.8, max=2.0, step=0.01, description="beta (w)",
-                                  **slider).add_class("effnet-beta")
+                                  readout_format=".3f", **slider).add_class("effnet-beta")
         self.gamma = w.FloatSlider(value=gamma, min=0.8, max=2.0, step=0.01, description="gamma (r)",
                                    **slider).add_class("effnet-gamma")
         self.mode = w.ToggleButtons(options=MODES, value=mode, description="network",
                                     style={"description_width": "75px", "button_width": "140px"}).add_class(
             "effnet-mode")
-        self.error = w.HTML("").add_class("effnet-error")
+        self.lock = w.Checkbox(value=lock, description="lock alpha * beta^2 * gamma^2 (beta follows)",
+                               indent=False).add_class("effnet-lock")
+        self.budget = w.FloatSlider(value=budget, min=1.0, max=4.0, step=0.05, description="budget",
+                                    **slider).add_class("effnet-budget-slider")
         self.labels = {name: w.HTML("").add_class(f"effnet-{name}") for name in
-                       ("model", "depth", "width", "resolution", "constraint", "params", "macs", "flops",
+                       ("model", "depth", "width", "resolution", "constraint", "budget", "params", "macs", "flops",
                         "activations")}
         self.table = w.HTML("").add_class("effnet-stages")
         self.comparison = w.HTML("").add_class("effnet-comparison")
         self.image = w.Image(format="png", layout=w.Layout(width="800px")).add_class("effnet-plot")
         self.state: ScalingState | None = None
-        self.last_update_ms = float("nan")
         self._plot = ScalingPlot()
+        self._following = False  # True while the lock moves the beta slider (that move is not the user's)
 
-        controls = w.VBox([self.phi, self.alpha, self.beta, self.gamma, self.mode])
+        controls = w.VBox([self.phi, self.alpha, self.beta, self.gamma, self.mode, self.lock, self.budget])
         values = w.VBox(list(self.labels.values()), layout=w.Layout(margin="0 0 0 20px"))
-        self.widget = w.VBox([
-            w.HTML("<style>.effnet-error{color:#b00020;font-weight:bold}"
-                   ".effnet-table td,.effnet-table th{padding:1px 8px;text-align:right}</style>"),
-            w.HBox([controls, values]), self.error, self.image, w.HBox([self.table, self.comparison]),
-        ])
-        for control in (self.phi, self.alpha, self.beta, self.gamma):
+        self._layout(w.HBox([controls, values]), self.messages, self.image, w.HBox([self.table, self.comparison]))
+        for control in (self.phi, self.alpha, self.beta, self.gamma, self.budget):
             control.observe(self._update, names="value")
         self.mode.observe(self._mode_changed, names="value")
+        self.lock.observe(self._update, names="value")
         self._mode_changed()
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
 
     def _mode_changed(self, change=None):
         released = self.mode.value == MODES[1]
@@ -305,18 +349,25 @@ class ScalingExplorer:
         self._update()
 
     def _update(self, change=None):
-        start = time.perf_counter()
-        try:
-            state = scaling_state(self.phi.value, self.alpha.value, self.beta.value, self.gamma.value, self.mode.value)
-            png = self._plot.render(state)
-        except Exception as error:  # noqa: BLE001 -- a widget callback must never raise into the void
-            self.error.value = f"Cannot show this point: {escape(str(error))}. Showing the last valid one."
+        if self._following:
             return
+        locked = self.lock.value
+        self.beta.disabled, self.budget.disabled = locked, not locked  # only the free parameters can move
+        self.guard(lambda: self._show(locked), "Cannot show this point: {}. Showing the last valid one.")
+
+    def _show(self, locked: bool):
+        state = scaling_state(self.phi.value, self.alpha.value, self.beta.value, self.gamma.value, self.mode.value,
+                              budget=self.budget.value if locked else None)
+        png = self._plot.render(state)
+        if locked:
+            self._following = True
+            try:
+                self.beta.value = state.point.beta
+            finally:
+                self._following = False
         for name, text in readouts(state).items():
             self.labels[name].value = text
         self.table.value = stage_table_html(state)
         self.comparison.value = comparison_html(state)
         self.image.value = png
-        self.error.value = ""
         self.state = state
-        self.last_update_ms = (time.perf_counter() - start) * 1e3

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from effnet_edu.cam import IOU_THRESHOLD, mean_localisation, scale_maps, weighted_sum
+from effnet_edu.cam import IOU_THRESHOLD, classic_cam, mean_localisation
 from effnet_edu.model import build
 from effnet_edu.weights import SOURCES
 
@@ -152,8 +152,7 @@ def evaluate(model, kwargs: dict, images, masks, labels, batch: int = 100) -> di
         x = prepare(images[i:i + batch], kwargs["resolution"])
         features = model.forward_features(x)  # (B, C, h, w)
         correct += int((model.forward_head(features).argmax(1) == labels[i:i + batch]).sum())
-        raw = weighted_sum(features, model.classifier.weight, labels[i:i + batch].tolist())  # classic CAM
-        maps = scale_maps(raw, (SIZE, SIZE))
+        maps, _ = classic_cam(features, model.classifier, labels[i:i + batch].tolist(), (SIZE, SIZE))
         part = mean_localisation(maps, masks[i:i + batch])
         scores.append((len(x), part))
     n = len(images)

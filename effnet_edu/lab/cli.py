@@ -118,10 +118,9 @@ def cmd_train(args) -> None:
 
 
 def cmd_reproduce(args) -> None:
+    from ..cli import UserError
     from .run import reproduce
     from .store import RESULTS
-
-    from ..cli import UserError
 
     if args.quick and args.out is None:
         raise UserError("--quick writes a reduced reproduction: give it a folder with --out (the stored results "

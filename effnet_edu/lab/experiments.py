@@ -146,7 +146,8 @@ def describe() -> str:
 
 if __name__ == "__main__":
     for r in plan():
-        print(f"{r.key:<32} {macs(r.point, len(CLASSES)) / 1e6:7.2f}M  {relative_cost(r):5.2f}x  {','.join(r.experiments)}")
+        print(f"{r.key:<32} {macs(r.point, len(CLASSES)) / 1e6:7.2f}M  {relative_cost(r):5.2f}x  "
+              f"{','.join(r.experiments)}")
     print(describe())
     print(len(grid()), "grid points;", grid_points())
     print(math.prod((1.2, 1.1**2, 1.15**2)))

@@ -59,8 +59,8 @@ def _effnet(width, depth, resolution, num_classes, dropout):
 
     # BatchNorm momentum 0.1 (PyTorch's default) instead of TF's 0.01: a few hundred steps are too few for a
     # 0.99 running average to forget its random start.
-    return build(width=width, depth=depth, resolution=resolution, num_classes=num_classes, dropout=dropout, drop_path=0.0,
-                 bn_momentum=0.1)
+    return build(width=width, depth=depth, resolution=resolution, num_classes=num_classes, dropout=dropout,
+                 drop_path=0.0, bn_momentum=0.1)
 
 
 def _mobilenetv2(width, depth, resolution, num_classes, dropout):

@@ -8,7 +8,8 @@ import statistics
 from collections import defaultdict
 
 from .families import BASES
-from .store import RESULTS, entries as stored_entries
+from .store import RESULTS
+from .store import entries as stored_entries
 
 ROLES = ("baseline", "depth", "width", "resolution", "compound")
 

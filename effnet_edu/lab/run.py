@@ -22,9 +22,8 @@ from pathlib import Path
 import torch
 
 from . import experiments as E
-from .train import QUICK, RECIPE, Recipe, train_model
-
 from .store import RESULTS
+from .train import QUICK, RECIPE, Recipe, train_model
 
 
 def _write_atomic(path: Path, write) -> None:

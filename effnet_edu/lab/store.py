@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from .families import Point, build_point
 from .data import CLASSES
+from .families import Point, build_point
 
 # The stored results shipped with the package; EFFNET_EDU_LAB_RESULTS points notebooks and widgets at a folder
 # written by `effnet-edu lab reproduce --out DIR` instead (your own reproduction).
