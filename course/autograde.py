@@ -112,7 +112,7 @@ def build_one(name: str, master: Path, out: Path, check: bool = True) -> dict:
         done = subprocess.run(command, cwd=tmp, capture_output=True, text=True)
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-25:])
-            raise CourseError(f"otter assign failed for {master.relative_to(HERE.parent)}:\n{tail}")
+            raise CourseError(f"otter assign failed for {master.name} (its solution must pass its own tests):\n{tail}")
         student, autograder = out / "student" / name, out / "autograder" / name
         for folder in (student, autograder):
             shutil.rmtree(folder, ignore_errors=True)
