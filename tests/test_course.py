@@ -203,8 +203,22 @@ def test_build_refuses_a_solution_that_fails_its_own_tests(tmp_path, monkeypatch
 
 
 # ---------------------------------------------------------------------------------------------------- grading
+def check_grades(name, solution, untouched, wrong, cheat):
+    """The per-assignment grading checks, on the four results of one assignment."""
+    possible = untouched["possible"]
+    assert possible > 0 and all(g["possible"] == possible for g in (solution, wrong, cheat))
+    assert solution["score"] == possible and solution["reason"] is None, solution
+    assert all(q["score"] == q["possible"] for q in solution["questions"].values())
+    assert not solution["errors"], solution["errors"]
+    assert untouched["reason"] is None and not untouched["errors"], f"{name}: the student version must run cleanly"
+    assert untouched["score"] <= 0.1 * possible, untouched
+    assert 0 < wrong["score"] < possible, f"{name}: a plausible mistake earns partial credit: {wrong}"
+    assert cheat["score"] == wrong["score"], f"{name}: cheating gained points: {cheat}"
+    assert cheat["questions"] == wrong["questions"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "a1_scaling_rules"])  # a1: in the folder test
 def test_grading(dist, name, tmp_path):
     solution = solution_notebook(dist, name)
     wrong = edited(solution, tmp_path / "wrong.ipynb", replace=WRONG[name])
@@ -215,74 +229,62 @@ def test_grading(dist, name, tmp_path):
     by = {Path(g["submission"]).stem: g for g in grades}
     print(f"\n{name}: " + ", ".join(f"{k} {g['score']:g}/{g['possible']:g} in {g['seconds']:.1f} s"
                                    for k, g in by.items()) + f"\n{log.strip()}")
-    possible = by["untouched"]["possible"]
-    assert possible > 0 and all(g["possible"] == possible for g in grades)
-
-    sol = by[f"{name}-solution"]
-    assert sol["score"] == possible and sol["reason"] is None, sol
-    assert all(q["score"] == q["possible"] for q in sol["questions"].values())
-    assert not sol["errors"], sol["errors"]
-
-    untouched = by["untouched"]
-    assert untouched["reason"] is None and not untouched["errors"], "the student version must run without errors"
-    assert untouched["score"] <= 0.1 * possible, untouched
-
-    wrong_grade = by["wrong"]
-    assert 0 < wrong_grade["score"] < possible, f"a plausible mistake earns partial credit: {wrong_grade}"
-
-    cheat_grade = by["cheat"]
-    assert cheat_grade["score"] == wrong_grade["score"], f"cheating gained points: {cheat_grade}"
-    assert cheat_grade["questions"] == wrong_grade["questions"]
+    check_grades(name, by[f"{name}-solution"], by["untouched"], by["wrong"], by["cheat"])
 
 
 @pytest.mark.slow
 def test_grade_a_folder_of_20(dist, tmp_path):
-    """A class's folder: good, wrong and blank notebooks, a renamed one, one whose cell raises, one that kills
-    its kernel, one from another assignment, and files that are not notebooks. Each gets a line; none stops the
-    others."""
+    """A class's folder, as hand-ins come: good, wrong and blank notebooks, a renamed one, one whose last cell
+    raises, one that kills its kernel, a cheat, other assignments' notebooks and files that are not notebooks.
+    Each gets a line; none stops the others. It also runs assignment 1's grading checks."""
     name = "a1_scaling_rules"
     folder = tmp_path / "submissions"
     folder.mkdir()
     solution, student = solution_notebook(dist, name), student_notebook(dist, name)
-    for i in range(4):
-        (folder / f"good{i}.ipynb").write_bytes(solution.read_bytes())
-        edited(solution, folder / f"wrong{i}.ipynb", replace=WRONG[name])
     for i in range(3):
-        (folder / f"blank{i}.ipynb").write_bytes(student.read_bytes())
+        (folder / f"good{i}.ipynb").write_bytes(solution.read_bytes())
     (folder / "a1_scaling_rules (1).ipynb").write_bytes(solution.read_bytes())
+    for i in range(2):
+        edited(solution, folder / f"wrong{i}.ipynb", replace=WRONG[name])
+    (folder / "blank.ipynb").write_bytes(student.read_bytes())
     edited(solution, folder / "raises.ipynb", append="raise RuntimeError('a bug at the end')")
     edited(solution, folder / "kills_kernel.ipynb", append="import os\nos._exit(1)")
     edited(solution, folder / "cheat.ipynb", replace=WRONG[name], append=CHEAT)
-    (folder / "other_assignment.ipynb").write_bytes(student_notebook(dist, "a2_mbconv_se").read_bytes())
+    for other in NAMES[1:6]:
+        (folder / f"{other}.ipynb").write_bytes(student_notebook(dist, other).read_bytes())
     (folder / "notes.txt").write_text("not a notebook")
     (folder / "empty.ipynb").write_text("")
     (folder / "broken.ipynb").write_text('{"cells": [')
+    (folder / "photo.png").write_bytes(bytes(range(256)) * 4)
+    (folder / "everything.zip").write_bytes(b"PK\x05\x06" + bytes(18))
     assert len(list(folder.iterdir())) == 20
     csv_path = tmp_path / "grades.csv"
     start = time.perf_counter()
     grades, log = grade(dist, "a1", folder, options=("--jobs", "2", "--csv", csv_path))
     elapsed = time.perf_counter() - start
-    real = [g for g in grades if g["seconds"] > 0.5]
-    print(f"\ngraded a folder of {len(grades)} in {elapsed:.1f} s (2 at a time; {len(real)} ran a kernel, "
-          f"{sum(g['seconds'] for g in real) / len(real):.1f} s each on average)\n{log.strip()}")
+    ran = [g for g in grades if g["seconds"] > 0.5]
+    print(f"\ngraded a folder of {len(grades)} in {elapsed:.1f} s, 2 at a time; {len(ran)} ran a kernel, "
+          f"{sum(g['seconds'] for g in ran) / len(ran):.1f} s each on average\n{log.strip()}")
     assert len(grades) == 20
     by = {Path(g["submission"]).name: g for g in grades}
+    check_grades(name, by["good0.ipynb"], by["blank.ipynb"], by["wrong0.ipynb"], by["cheat.ipynb"])
     full = by["good0.ipynb"]["possible"]
-    assert all(by[f"good{i}.ipynb"]["score"] == full for i in range(4))
+    assert by["good1.ipynb"]["score"] == by["good2.ipynb"]["score"] == full
     assert by["a1_scaling_rules (1).ipynb"]["score"] == full, "a renamed notebook is graded all the same"
-    assert all(0 < by[f"wrong{i}.ipynb"]["score"] < full for i in range(4))
-    assert all(by[f"blank{i}.ipynb"]["score"] == 0 for i in range(3))
-    assert by["cheat.ipynb"]["score"] == by["wrong0.ipynb"]["score"]
+    assert by["wrong1.ipynb"]["score"] == by["wrong0.ipynb"]["score"]
     raises = by["raises.ipynb"]
     assert raises["score"] == full and any("a bug at the end" in e for e in raises["errors"]), raises
-    for bad, why in (("kills_kernel.ipynb", "could not grade"), ("other_assignment.ipynb", "a2_mbconv_se"),
-                     ("notes.txt", "not a Jupyter notebook"), ("empty.ipynb", "not a Jupyter notebook"),
-                     ("broken.ipynb", "not a Jupyter notebook")):
-        assert by[bad]["score"] == 0 and why in (by[bad]["reason"] or ""), by[bad]
+    bad = {"kills_kernel.ipynb": "could not grade", "notes.txt": "not a Jupyter notebook",
+           "empty.ipynb": "not a Jupyter notebook", "broken.ipynb": "not a Jupyter notebook",
+           "photo.png": "not a Jupyter notebook", "everything.zip": "not a Jupyter notebook",
+           **{f"{other}.ipynb": f"assignment {other}, not {name}" for other in NAMES[1:6]}}
+    for file, why in bad.items():
+        assert by[file]["score"] == 0 and why in (by[file]["reason"] or ""), by[file]
     rows = csv_path.read_text().splitlines()
     assert len(rows) == 21 and rows[0].startswith("submission,assignment,score,possible,q1")
 
 
+@pytest.mark.slow
 def test_endless_loop_is_stopped_and_its_kernel_killed(dist, tmp_path):
     import psutil
 

@@ -301,7 +301,7 @@ def test_q4_simple(localise):
     mask = torch.zeros(4, 4, dtype=torch.bool)
     mask[:2, :2] = True
     hit, energy, iou = localise(m, mask)
-    assert hit is True or hit == True, "the peak is on the object"
+    assert bool(hit), "the peak is on the object"
     assert abs(energy - 1.0) < 1e-9 and abs(iou - 0.25) < 1e-9, "all energy inside; 1 pixel on, 4 in the mask"
 
 # %%
