@@ -185,7 +185,8 @@ def test_build_is_deterministic(dist, tmp_path):
             assert path.read_bytes() == twin.read_bytes(), f"{part}/{path.name} differs between two builds"
 
 
-def test_build_refuses_a_solution_that_fails_its_own_tests(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_build_refuses_a_solution_that_fails_its_own_tests(tmp_path):
     """otter assign runs the solution against every test: a broken master must not produce an autograder."""
     text = (ROOT / "course" / "assignments" / "a1_scaling_rules.py").read_text()
     broken = text.replace("    return int(math.ceil(layers * depth))  # SOLUTION",
