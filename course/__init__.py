@@ -1,0 +1,1 @@
+"""Classroom material that uses effnet_edu: graded assignments (``python -m course build|grade``) and experiments."""
