@@ -116,7 +116,7 @@ plt.tight_layout();
 # %% tags=["nbval-check-output"]
 c0 = ee.resolve(width=0.25, depth=0.25, resolution=64, num_classes=16)
 for row in ee.stages(c0):
-    print(f"stage {row.stage}  {row.operator:<24} k{row.kernel} s{row.stride}  {row.in_channels:>3} -> "
+    print(f"stage {row.stage}  {row.operator:<24} k{row.kernel_size} s{row.stride}  {row.in_channels:>3} -> "
           f"{row.out_channels:>3} channels, {row.layers} layer(s), input {row.resolution}x{row.resolution}")
 print(f"parameters {ee.count(c0).params:,}, multiply-adds {ee.count(c0).macs:,}")
 
