@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..cam import mean_localisation, scale_maps, weighted_sum
+from ..cam import classic_cam, mean_localisation, scale_maps
 from .data import SIZE
 from .train import RECIPE, Recipe, normalise, resized, split
 
@@ -41,10 +41,10 @@ def cam_maps(model, images_uint8: torch.Tensor, labels: torch.Tensor, grid: int 
     """Classic CAMs of the true classes, (B, 128, 128) in [0, 1]; ``grid`` pools the raw map to grid x grid first."""
     model.eval()
     features = model.forward_features(normalise(images_uint8))  # (B, C, h, w)
-    raw = weighted_sum(features, model.classifier.weight, labels.tolist())  # (B, h, w)
-    if grid is not None and raw.shape[-1] != grid:
-        raw = F.adaptive_avg_pool2d(raw[:, None], grid)[:, 0]
-    return scale_maps(raw, (SIZE, SIZE))
+    maps, raw = classic_cam(features, model.classifier, labels.tolist(), (SIZE, SIZE))  # raw: (B, h, w)
+    if grid is None or raw.shape[-1] == grid:
+        return maps
+    return scale_maps(F.adaptive_avg_pool2d(raw[:, None], grid)[:, 0], (SIZE, SIZE))
 
 
 def score(model, resolution: int, recipe: Recipe = RECIPE, grid: int | None = None, batch: int = 250) -> dict:
