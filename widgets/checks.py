@@ -44,7 +44,7 @@ def check_bytes_prediction(answer: str | None, **block) -> bool:
     """Notebook 01: which sub-layer of the default block moves the most bytes? ("expand", "depthwise", "se",
     "project"). ``block``: ``block_count`` arguments (default: B0's stage4/block1 at 28 px)."""
     b = block_count(**({"in_channels": 40, "out_channels": 40, "kernel_size": 5, "resolution": 28} | block))
-    parts = {r.name.rsplit("/", 1)[-1]: r for r in b.layers}
+    parts = {r.name.rsplit("/", 1)[-1]: r for r in b.rows}
     most = max(parts, key=lambda n: parts[n].bytes_moved)
     share = parts[most].bytes_moved / b.bytes_moved
     ok = None if answer is None else str(answer).strip().lower() == most
