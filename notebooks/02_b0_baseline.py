@@ -191,7 +191,7 @@ print("same Table 1:", [(r.out_channels, r.layers, r.stride) for r in ee.stages(
       == [(r.out_channels, r.layers, r.stride) for r in ee.stages(config)])
 for c in (config, lite0):
     r = count(c)
-    print(f"{c.name:6s} activation {c.activation:5s}  SE ratio {c.se_ratio:.2f}  params {r.params:>9,}  MACs {r.macs:>11,}")
+    print(f"{c.name:6s} activation {'relu6' if c.lite else 'silu':5s}  SE ratio {c.se_ratio:.2f}  params {r.params:>9,}  MACs {r.macs:>11,}")
 
 # %% [markdown]
 # ## Exercises
