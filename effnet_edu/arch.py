@@ -297,12 +297,13 @@ def suggest_model_names(name, limit: int = 5) -> list[str]:
 
     def score(candidate: str) -> float:
         nearness = 0.0
-        if number:  # b9 is closer to b7 than to b0; cap so that the digits' edit distance still dominates
-            nearness = 0.1 * min(abs(int(number.group()) - int(re.search(r"\d+$", candidate).group())), 5)
+        theirs = re.search(r"\d+$", candidate)  # every member name ends in its number
+        if number and theirs:  # b9 is closer to b7 than to b0; cap so that the digits' edit distance still dominates
+            nearness = 0.1 * min(abs(int(number.group()) - int(theirs.group())), 5)
         return _distance(key, candidate) + nearness
 
     scores = {candidate: score(candidate) for candidate in FAMILY}
-    best = min(scores, key=scores.get)
+    best = min(scores, key=lambda c: scores[c])
     if _distance(key, best) > max(1.0, len(key) / 2):  # nothing alike: "resnet50"
         return []
     close = [c for c in FAMILY if scores[c] <= scores[best] + 1e-9]

@@ -127,7 +127,7 @@ def load_image(source, name: str | None = None) -> Image.Image:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _open(io.BytesIO(bytes(source)), name or "upload")
     if hasattr(source, "read"):
-        return _open(source, name or getattr(source, "name", "upload"))
+        return _open(source, str(name or getattr(source, "name", "upload")))
     text = str(source)
     if text.startswith(SAMPLE_PREFIX):
         return sample_photo(text)

@@ -68,16 +68,22 @@ def check_most_params_block(answer: str | None, model: str = "b0") -> bool:
         b = block_count(spec.in_channels, spec.out_channels, spec.expand_ratio, spec.kernel_size, spec.stride,
                         se_channels=spec.se_channels, resolution=spec.in_resolution)
         params[spec.name] = b.params
-    best = max(params, key=params.get)
+    best = max(params, key=lambda n: params[n])
     ok = None if answer is None else str(answer).strip() == best
     return _report(ok, f"{best} has the most parameters ({params[best]:,})" if ok else
                    "which block has the most parameters?", "1x1 convs cost C_in x C_out: look for wide in and out")
 
 
+def _part_macs(block, part: str) -> int:
+    row = block.part(part)
+    assert row is not None, f"the block has no {part}"
+    return row.macs
+
+
 def check_depthwise_kernel_ratio(answer: float | None, kernel_from: int = 3, kernel_to: int = 5) -> bool:
     """Notebook 01, exercise 3: how many times the depthwise conv's MACs grow from k=3 to k=5."""
-    a = block_count(40, 40, 6, kernel_from, resolution=28).part("depthwise").macs
-    b = block_count(40, 40, 6, kernel_to, resolution=28).part("depthwise").macs
+    a = _part_macs(block_count(40, 40, 6, kernel_from, resolution=28), "depthwise")
+    b = _part_macs(block_count(40, 40, 6, kernel_to, resolution=28), "depthwise")
     ok = _close(answer, b / a, 0.01)
     return _report(ok, f"depthwise MACs grow {b / a:.3f}x = ({kernel_to}/{kernel_from})^2" if ok else
                    f"depthwise MACs from k={kernel_from} to k={kernel_to}?", "k x k multiply-adds per output value")
@@ -127,7 +133,7 @@ def check_gpipe_ratio(answer: float | None) -> bool:
 def check_furthest_member(answer: str | None) -> bool:
     """Notebook 03, exercise 3: the released member (b1..b7) with the smallest MACs ratio released / formula."""
     ratios = {f"b{n}": count(f"b{n}").macs / count(phi=n).macs for n in range(1, 8)}
-    worst = min(ratios, key=ratios.get)
+    worst = min(ratios, key=lambda n: ratios[n])
     ok = None if answer is None else str(answer).strip().lower() == worst
     return _report(ok, f"{worst.upper()} is furthest below the formula ({ratios[worst]:.2f} of its MACs)" if ok else
                    "which released member is furthest from the formula?", "the 'MACs ratio' column")

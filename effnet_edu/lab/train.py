@@ -81,7 +81,8 @@ def split(name: str, recipe: Recipe = RECIPE) -> tuple[torch.Tensor, torch.Tenso
             tmp.replace(path)
         except OSError:
             pass  # a read-only home: regenerate next time
-    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+    images, masks, labels = (torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+    return images, masks, labels
 
 
 @lru_cache(maxsize=4)

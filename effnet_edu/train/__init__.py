@@ -7,8 +7,15 @@ Needs the ``train`` extra for the progress bar and TensorBoard: ``pip install 'e
 """
 
 from .config import TrainConfig, TrainError, add_arguments, describe, from_args
-from .data import (DataError, FolderDataset, ResumableSampler, augment_transform, eval_transform, minival_split,
-                   scan_folder)
+from .data import (
+                   DataError,
+                   FolderDataset,
+                   ResumableSampler,
+                   augment_transform,
+                   eval_transform,
+                   minival_split,
+                   scan_folder,
+)
 from .engine import build_model, evaluate, train
 from .optim import EMA, RMSpropTF, lr_at, param_groups
 

@@ -37,12 +37,18 @@ from ..arch import resolve
 from ..model import EfficientNet
 from ..weights import save_weights, weights_meta
 from .config import TrainConfig, TrainError, check
-from .data import (DataError, FolderDataset, ResumableSampler, augment_transform, eval_transform, minival_split,
-                   scan_folder)
-from .gpu_data import check_decode_on, gpu_train_loader
+from .data import (
+    DataError,
+    FolderDataset,
+    ResumableSampler,
+    augment_transform,
+    eval_transform,
+    minival_split,
+    scan_folder,
+)
+from .gpu_data import GpuLoader, check_decode_on, gpu_train_loader
 from .optim import EMA, RMSpropTF, lr_at, param_groups
 from .output import Log, OutputLock, claim_output
-
 
 # ----------------------------------------------------------------------------- processes and devices
 
@@ -134,7 +140,7 @@ def model_config(config: TrainConfig, num_classes: int):
     extra = {} if config.dropout is None else {"dropout": config.dropout}
     extra["bn_momentum"] = round(1 - config.bn_momentum, 12)  # TF keeps decay * old; torch keeps (1 - m) * old
     if config.width is not None or config.depth is not None:
-        return resolve(width=config.width, depth=config.depth, resolution=config.resolution,
+        return resolve(None, width=config.width, depth=config.depth, resolution=config.resolution,
                        num_classes=num_classes, drop_path=config.drop_path, **extra)
     return resolve(config.model, resolution=config.resolution, num_classes=num_classes,
                    drop_path=config.drop_path, **extra)
@@ -195,7 +201,7 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp=contextlib.null
 # ----------------------------------------------------------------------------- the run's state (the checkpoint)
 
 def rng_state() -> dict:
-    np_state = np.random.get_state()
+    np_state: tuple = np.random.get_state()  # type: ignore[assignment]  # numpy's stub says dict
     return {"python": random.getstate(), "numpy": (np_state[0], np_state[1].tolist(), *np_state[2:]),
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
@@ -297,6 +303,7 @@ class Trainer:
         self.peak_lr = c.lr_per_256 * c.batch_size / 256  # linear scaling: 0.256 at batch 4096
 
         self.sampler = ResumableSampler(len(data["train"]), c.batch_size, self.rank, self.world, c.seed)
+        self.loader: torch.utils.data.DataLoader | GpuLoader
         if check_decode_on(c.decode_on) == "gpu":  # same samples, seeds and augmentation; decoded on the device
             self.loader = gpu_train_loader(data["train"], self.sampler, micro, device, c.num_workers)
         else:
@@ -386,7 +393,7 @@ class Trainer:
             raise TrainError(f"--resume: {path} is not a readable checkpoint ({_first_line(exc)})") from None
         if not isinstance(state, dict) or "optimizer" not in state:
             raise TrainError(f"--resume: {path} is not a checkpoint written by effnet-edu train (no optimizer state)")
-        theirs, ours = state.get("effnet_edu") or {}, weights_meta(self.run.model)
+        theirs, ours = state.get("effnet_edu") or {}, weights_meta(self.run.model)  # type: ignore[arg-type]
         differ = [f"{k} {theirs.get(k)!r} (this run: {ours[k]!r})" for k in ours
                   if k != "name" and theirs.get(k) != ours[k]]  # the name follows from the other settings
         if differ:
@@ -417,7 +424,7 @@ class Trainer:
                 images = images.contiguous(memory_format=torch.channels_last)
             labels = labels.to(self.device, non_blocking=True)
             sync = micro_step == c.accumulate - 1 or self.world == 1  # DDP all-reduces on the last one only
-            with (contextlib.nullcontext() if sync else self.ddp_model.no_sync()), self.amp:
+            with (contextlib.nullcontext() if sync else self.ddp_model.no_sync()), self.amp:  # type: ignore[operator]
                 loss = self.criterion(self.run_model(images).float(), labels) / c.accumulate
             run.scaler.scale(loss).backward()
             loss_sum += loss.detach()

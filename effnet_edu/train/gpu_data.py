@@ -175,6 +175,7 @@ class BatchAugment:
         together, one call per distinct op instead of one per image. The ops are torchvision's own (_apply_op), in
         the order AutoAugment.forward applies them, with the magnitudes it would compute."""
         aa = self.autoaugment
+        assert aa is not None, "apply_autoaugment needs an AutoAugment policy"
         fill = [float(aa.fill)] * 3 if isinstance(aa.fill, (int, float)) else aa.fill  # as AutoAugment.forward
         space = aa._augmentation_space(10, (batch.shape[-2], batch.shape[-1]))
         for stage in range(2):

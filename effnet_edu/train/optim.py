@@ -78,7 +78,8 @@ def param_groups(model: nn.Module, weight_decay: float, decay_biases: bool = Tru
     """Two groups: weights that get the L2 term, and BatchNorm parameters that don't (the official code filters
     variables named 'batch_normalization'). Biases (SE convs, FC) are decayed like the official code unless
     ``decay_biases`` is False (the common modern choice; it makes no measurable difference at wd = 1e-5)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for module in model.modules():
         is_bn = isinstance(module, nn.modules.batchnorm._BatchNorm)
         for name, p in module.named_parameters(recurse=False):
@@ -108,7 +109,8 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
-        floats, ints = [[], []], [[], []]  # (ema tensors, model tensors)
+        floats: list[list[torch.Tensor]] = [[], []]  # (ema tensors, model tensors)
+        ints: list[list[torch.Tensor]] = [[], []]
         for ema_v, v in zip(self.module.state_dict().values(), model.state_dict().values()):
             pair = floats if ema_v.is_floating_point() else ints
             pair[0].append(ema_v)
