@@ -10,8 +10,9 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# course/dist/ is `python -m course build`'s output (student and autograder notebooks, no pairs), not a source.
 NOTEBOOKS = sorted(p for folder in ("notebooks", "course") for p in (ROOT / folder).rglob("*.ipynb")
-                   if ".ipynb_checkpoints" not in p.parts)
+                   if ".ipynb_checkpoints" not in p.parts and "dist" not in p.relative_to(ROOT / folder).parts)
 
 
 def _sources(nb):
