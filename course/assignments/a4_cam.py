@@ -28,7 +28,7 @@
 # %% [markdown]
 # # Assignment 4 · Class activation maps from hooks
 #
-# *EfficientNet (Tan & Le, 2019), Section 5.4 and Figure 7; CAM (Zhou et al., 2016); Grad-CAM (Selvaraju et al.,
+# *EfficientNet (Tan & Le, 2019), Section 6 (Discussion) and Figure 7; CAM (Zhou et al., 2016); Grad-CAM (Selvaraju et al.,
 # 2017). About 75 minutes.*
 #
 # Figure 7 of the paper shows class activation maps: where in the image the network finds the class. EfficientNet
