@@ -45,7 +45,10 @@ def figure3(folder=RESULTS) -> dict[str, list[dict]]:
 
 def figure4(folder=RESULTS) -> dict[tuple[float, float], list[dict]]:
     """Figure 4: width curves at each (depth, resolution multiplier) of the experiment."""
-    rows = by_point([e for e in stored_entries(folder, "fig4") if e["seed"] == 0])
+    points = {(e["width"], e["depth"], e["resolution"]) for e in stored_entries(folder, "fig4")}
+    # every seed of a Figure 4 point (C0 also has the seeds of the c0 experiment)
+    rows = by_point([e for e in stored_entries(folder, family="effnet")
+                     if (e["width"], e["depth"], e["resolution"]) in points])
     curves: dict[tuple[float, float], list[dict]] = defaultdict(list)
     for e in rows:
         curves[(e["depth"], round(e["resolution"] / BASES["effnet"].resolution, 2))].append(e)
