@@ -44,34 +44,22 @@ def add_lab_command(subparsers) -> None:
     p.set_defaults(func=cmd_reproduce)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.1 <= value <= 16:
-        raise argparse.ArgumentTypeError(f"a multiplier of the baseline must be in [0.1, 16], got {text}")
-    return value
+def _number(convert, low, high, what: str):
+    """An argparse ``type=``: ``convert`` the text and check ``low <= value <= high`` (NaN fails too)."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be in {low:g}..{high:g}, got {text}")
+        return value
+    return parse
 
 
-def _pixels(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
-    if not 32 <= value <= 512:
-        raise argparse.ArgumentTypeError(f"the lab's resolution must be 32..512 pixels (images are 128 px), got {text}")
-    return value
-
-
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of processes, got {text!r}") from None
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"--jobs must be 1..64, got {text}")
-    return value
+_positive_float = _number(float, 0.1, 16, "a multiplier of the baseline")
+_pixels = _number(int, 32, 512, "the lab's resolution in pixels (its images are 128 px)")
+_jobs = _number(int, 1, 64, "a number of processes")
 
 
 def cmd_results(args) -> None:
