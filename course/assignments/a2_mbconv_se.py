@@ -226,7 +226,7 @@ def test_q2_same_outputs(MyMBConv):
     shapes = ((32, 16, 1, 3, 1, 56), (16, 24, 6, 3, 2, 56), (40, 40, 6, 5, 1, 14), (80, 112, 6, 5, 1, 7),
               (24, 24, 6, 3, 1, 9))
     for c_in, c_out, e, k, s, r in shapes:
-        spec = ee.BlockSpec(name="test", stage=0, index=0, in_channels=c_in, out_channels=c_out, expand_ratio=e,
+        spec = ee.BlockSpec(name="test", stage=0, in_channels=c_in, out_channels=c_out, expand_ratio=e,
                             kernel_size=k, stride=s, se_channels=max(1, int(c_in * 0.25)), drop_path=0.0,
                             in_resolution=r)
         ref = ee.MBConv(spec, config)
@@ -364,7 +364,7 @@ def test_q4_against_flop_counter(mbconv_macs):
     config = ee.resolve("b0")
     for c_in, c_out, e, k, s, r in ((32, 16, 1, 3, 1, 112), (16, 24, 6, 3, 2, 112), (40, 80, 6, 3, 2, 27),
                                     (112, 112, 6, 5, 1, 14)):
-        spec = ee.BlockSpec(name="t", stage=0, index=0, in_channels=c_in, out_channels=c_out, expand_ratio=e,
+        spec = ee.BlockSpec(name="t", stage=0, in_channels=c_in, out_channels=c_out, expand_ratio=e,
                             kernel_size=k, stride=s, se_channels=max(1, int(c_in * 0.25)), drop_path=0.0,
                             in_resolution=r)
         block = ee.MBConv(spec, config).eval()
