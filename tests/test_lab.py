@@ -83,11 +83,20 @@ def test_shapes_outline_the_named_polygon():
 
 def test_trainer_learns(tmp_path, monkeypatch):
     monkeypatch.setenv("EFFNET_EDU_CACHE", str(tmp_path))
+    import torch.nn.functional as F
+
+    from effnet_edu.lab.train import normalise
+
+    point, recipe = lab.Point("effnet", 1.0, 1.0, 32), replace(TINY, epochs=8)
+    images, labels = lab.resized("train", 32, recipe), lab.split("train", recipe)[2]
+    torch.manual_seed(0)  # the initial weights train_model starts from (same seed)
+    fresh = lab.build_point(point, 16, recipe.dropout).train()
+    with torch.no_grad():
+        start = float(F.cross_entropy(fresh(normalise(images)), labels))
+    assert start > math.log(16) - 0.3  # an untrained 16-class model is no better than chance (ln 16) ...
     losses = []
-    model, entry = lab.train_model(lab.Point("effnet", 1.0, 1.0, 32), seed=0, recipe=TINY,
-                                   progress=lambda step, total, loss: losses.append(loss))
-    assert abs(losses[0] - math.log(16)) < 0.4  # an untrained 16-class model starts near ln 16 ...
-    assert losses[-1] < losses[0] - 0.1  # ... and the loss falls
+    model, entry = lab.train_model(point, seed=0, recipe=recipe, progress=lambda step, total, loss: losses.append(loss))
+    assert losses[-1] < start - 0.3  # ... and the loss falls
     assert entry["params"] == sum(p.numel() for p in model.parameters())
     assert entry["macs"] == count(width=0.25, depth=0.25, resolution=32, num_classes=16).macs
     assert 0 <= entry["accuracy"] <= 1 and entry["seed"] == 0
@@ -108,7 +117,22 @@ def test_matched_pairs_are_within_five_percent():
         goal = lab.macs(target, 16)
         for dimension in ("depth", "width", "resolution"):
             point = E.match_macs(target, dimension)
-            assert abs(lab.macs(point, 16) / goal - 1) <= E.MATCH_TOLERANCE, (family, dimension, point)
+            ratio = lab.macs(point, 16) / goal
+            if abs(ratio - 1) > E.MATCH_TOLERANCE:
+                # Allowed only when no single-dimension point is that close: MACs grow with the multiplier, so the
+                # neighbour on the other side of the target must be outside the tolerance too. (MobileNetV2's
+                # width rounds channels to multiples of 8 and jumps from -9.5% to +7.5% around its compound point.)
+                step = {"width": 0.01, "depth": 0.01, "resolution": 1}[dimension] * (-1 if ratio > 1 else 1)
+                value, here = getattr(point, dimension), lab.macs(point, 16)
+                for _ in range(300):  # walk to the next distinct MACs level on the target's other side
+                    value = round(value + step, 4)
+                    neighbour = lab.Point(family, **{"width": point.width, "depth": point.depth,
+                                                     "resolution": point.resolution, dimension: value})
+                    if lab.macs(neighbour, 16) != here:
+                        break
+                assert (lab.macs(neighbour, 16) - goal) * (here - goal) < 0  # it lies across the target ...
+                assert abs(lab.macs(neighbour, 16) / goal - 1) > E.MATCH_TOLERANCE, (family, dimension, point)
+                assert (family, dimension) in E.UNMATCHED, (family, dimension, ratio)
             others = {"width": point.width, "depth": point.depth, "resolution": point.resolution}
             base = lab.BASES[family]
             unchanged = [k for k in others if k != dimension]

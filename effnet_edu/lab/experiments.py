@@ -25,7 +25,12 @@ from ..scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, round_resolution
 from .data import CLASSES
 from .families import BASES, Point, macs
 
-MATCH_TOLERANCE = 0.05  # matched-FLOPs pairs differ by at most 5% in multiply-adds
+MATCH_TOLERANCE = 0.05  # matched-FLOPs pairs differ by at most 5% in multiply-adds ...
+# ... except where no single-dimension point comes that close, and the nearest is used: MobileNetV2's width_mult
+# rounds channels to multiples of 8, so its MACs jump from -9.5% to +7.5% of the compound point's between width 1.48
+# and 1.49; the ResNet's blocks per stage are whole numbers (ceil(2 d): 5 blocks -7.6%, 6 blocks +10.8%), and its
+# stride-32 stages make its MACs jump between 96 px (-16.3%) and 97 px (+9.9%).
+UNMATCHED = {("mobilenetv2", "width"), ("resnet", "depth"), ("resnet", "resolution")}
 GRID_STEP = 0.05
 GRID_TOLERANCE = 0.1  # |alpha * beta^2 * gamma^2 - 2| <= 0.1, i.e. within 5% of the budget
 
