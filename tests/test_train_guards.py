@@ -4,7 +4,6 @@ status and that nothing bad was written (no NaN weights, no temporary files, no 
 
 import errno
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from test_train_engine import torchrun  # torchrun with 2 CPU processes, killed as a group on a timeout
 
 from effnet_edu.cli import main
 from effnet_edu.train import TrainConfig, TrainError, train
@@ -20,21 +20,6 @@ from effnet_edu.train.data import make_demo_folder
 # 4 classes x 12 images, 4 held out as minival, batch 8: 5 steps per epoch of a 0.25 x 0.25 network at 32 px.
 TINY = ["--width", "0.25", "--depth", "0.25", "--resolution", "32", "--epochs", "1", "--batch-size", "8",
         "--augment", "none", "--num-workers", "0", "--no-progress", "--no-tensorboard", "--device", "cpu"]
-
-
-def torchrun(args: list, timeout: float) -> subprocess.CompletedProcess:
-    """``torchrun --standalone`` with 2 CPU processes; on a timeout the whole process group is killed, so no
-    worker outlives the test."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
-    with subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="module")

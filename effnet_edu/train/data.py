@@ -142,18 +142,24 @@ class FolderDataset(torch.utils.data.Dataset):
             return self.transform(image), label
 
     def __getitem__(self, key):
-        epoch, index = key if isinstance(key, tuple) else (0, key)
-        bad = ""
-        for attempt in range(len(self.samples)):
-            i = (index + attempt) % len(self.samples)
-            try:
-                image, label = self.load(i, epoch)
-                return image, label, bad
-            except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for broken files
-                if not self.skip_bad:
-                    raise DataError(f"cannot read image {self.samples[i][0]}: {type(exc).__name__}: {exc}") from exc
-                bad = bad or f"{self.samples[i][0]} ({type(exc).__name__}: {exc})"
-        raise DataError(f"no readable image among {len(self.samples)} files (first: {bad})")
+        return first_readable(self, key)
+
+
+def first_readable(dataset, key) -> tuple:
+    """Item ``(epoch, index)`` of a dataset with ``samples``, ``skip_bad`` and ``load(i, epoch)``: the loaded item
+    plus "" or, when that file is broken and ``skip_bad`` is on, the next readable one plus the broken file's
+    description (the CPU and the GPU input paths replace bad images the same way)."""
+    epoch, index = key if isinstance(key, tuple) else (0, key)
+    bad = ""
+    for attempt in range(len(dataset.samples)):
+        i = (index + attempt) % len(dataset.samples)
+        try:
+            return (*dataset.load(i, epoch), bad)
+        except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for broken files
+            if not dataset.skip_bad:
+                raise DataError(f"cannot read image {dataset.samples[i][0]}: {type(exc).__name__}: {exc}") from exc
+            bad = bad or f"{dataset.samples[i][0]} ({type(exc).__name__}: {exc})"
+    raise DataError(f"no readable image among {len(dataset.samples)} files (first: {bad})")
 
 
 class ResumableSampler(torch.utils.data.Sampler):

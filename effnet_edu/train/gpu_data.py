@@ -29,7 +29,7 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as F
 
-from .data import DataError, FolderDataset
+from .data import DataError, FolderDataset, first_readable
 
 try:  # the exact op implementations torchvision's AutoAugment applies (private, stable since torchvision 0.10)
     from torchvision.transforms.autoaugment import _apply_op
@@ -90,17 +90,7 @@ class EncodedDataset(torch.utils.data.Dataset):
         return encoded, label, params
 
     def __getitem__(self, key):
-        epoch, index = key if isinstance(key, tuple) else (0, key)
-        bad = ""
-        for attempt in range(len(self.samples)):
-            i = (index + attempt) % len(self.samples)
-            try:
-                return (*self.load(i, epoch), bad)
-            except Exception as exc:
-                if not self.skip_bad:
-                    raise DataError(f"cannot read image {self.samples[i][0]}: {type(exc).__name__}: {exc}") from exc
-                bad = bad or f"{self.samples[i][0]} ({type(exc).__name__}: {exc})"
-        raise DataError(f"no readable image among {len(self.samples)} files (first: {bad})")
+        return first_readable(self, key)
 
 
 def collate_encoded(batch):
