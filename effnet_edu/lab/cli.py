@@ -3,6 +3,9 @@
     effnet-edu lab results --json                 # the stored results (one entry per trained model)
     effnet-edu lab train --width 2 --depth 1 --resolution 64 --seed 0 --json   # train one classroom model
     effnet-edu lab reproduce [--quick] [--jobs 2] [--out DIR]                # every experiment, resumable
+    effnet-edu lab eval --phi 1 --alpha 1.2 --beta 1.1 --gamma 1.15 --json   # a sub-network of the elastic network
+    effnet-edu lab cam --width 2 --resolution 96 test:7 --json               # its class activation map
+    effnet-edu lab elastic-train [--quick --out DIR]                          # train the elastic network (resumable)
 
 Widths and depths are multipliers of the family's baseline (C0 for EfficientNet); the resolution is in pixels.
 """
@@ -42,6 +45,38 @@ def add_lab_command(subparsers) -> None:
     p.add_argument("--jobs", type=_jobs, default=2, help="models trained at a time (default 2)")
     p.add_argument("--json", action="store_true", help="print the results as JSON when done")
     p.set_defaults(func=cmd_reproduce)
+
+    p = commands.add_parser("eval", help="a sub-network of the elastic network: params, MACs, test accuracy, "
+                                         "CAM localisation")
+    _add_point_options(p)
+    p.add_argument("--images", type=_number(int, 1, 2000, "a number of test images"), default=2000,
+                   help="score on the first N test images (default all 2,000)")
+    p.set_defaults(func=cmd_eval)
+
+    p = commands.add_parser("cam", help="class activation map of a sub-network of the elastic network")
+    _add_point_options(p)
+    p.add_argument("image", help="an image file, or test:N for the N-th image of the lab's test split")
+    p.set_defaults(func=cmd_cam)
+
+    p = commands.add_parser("elastic-train", help="train the elastic network, then validate it against the "
+                                                  "from-scratch models (resumable)")
+    p.add_argument("--quick", action="store_true", help="640 images, one epoch (a few minutes); needs --out")
+    p.add_argument("--out", type=Path, help="folder for weights.pt and the validation (default: stored)")
+    p.add_argument("--threads", type=_jobs, help="CPU threads (default: torch's choice)")
+    p.set_defaults(func=cmd_elastic_train)
+
+
+def _add_point_options(p) -> None:
+    group = p.add_argument_group("the scaling point: multipliers of C0 (or phi, alpha, beta, gamma: Eq. 3)")
+    group.add_argument("--width", type=_positive_float, help="width multiplier w (default 1)")
+    group.add_argument("--depth", type=_positive_float, help="depth multiplier d (default 1)")
+    group.add_argument("--resolution", type=_pixels, help="input side in pixels (default 64)")
+    group.add_argument("--phi", type=_number(float, 0, 16, "phi"), help="compound coefficient phi")
+    group.add_argument("--alpha", type=_positive_float, help="depth base alpha (default the paper's 1.2)")
+    group.add_argument("--beta", type=_positive_float, help="width base beta (default 1.1)")
+    group.add_argument("--gamma", type=_positive_float, help="resolution base gamma (default 1.15)")
+    p.add_argument("--weights", type=Path, help="a folder written by `lab elastic-train --out` (default: stored)")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _number(convert, low, high, what: str):
@@ -119,3 +154,115 @@ def cmd_reproduce(args) -> None:
     else:
         print(f"{len(results['models'])} models, results in {(args.out or RESULTS) / 'results.json'} "
               f"({results['wall_seconds'] / 60:.1f} min)")
+
+
+def point_of(args):
+    """The Point the options name: phi/alpha/beta/gamma (Eq. 3 on C0) or width/depth/resolution, not both."""
+    from ..cli import UserError
+    from ..scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA
+    from .experiments import compound_point, scaled
+    from .families import Point
+
+    compound = [x for x in (args.phi, args.alpha, args.beta, args.gamma) if x is not None]
+    direct = [x for x in (args.width, args.depth, args.resolution) if x is not None]
+    if compound and direct:
+        raise UserError("give either --phi/--alpha/--beta/--gamma or --width/--depth/--resolution, not both")
+    if compound:
+        if args.phi is None:
+            raise UserError("--alpha, --beta and --gamma need --phi (the point is alpha^phi, beta^phi, gamma^phi)")
+        for name in ("alpha", "beta", "gamma"):
+            if getattr(args, name) is not None and getattr(args, name) < 1:
+                raise UserError(f"--{name} must be at least 1 (Eq. 3's constraint), got {getattr(args, name):g}")
+        return compound_point("effnet", args.phi, args.alpha or PAPER_ALPHA, args.beta or PAPER_BETA,
+                              args.gamma or PAPER_GAMMA)
+    point = scaled("effnet", args.width or 1.0, args.depth or 1.0)
+    return Point("effnet", point.width, point.depth, args.resolution or point.resolution)
+
+
+def _elastic_call(fn):
+    """Run ``fn`` and turn the elastic network's expected failures into one-line errors."""
+    from ..cli import UserError
+    from .elastic import OutsideBox
+
+    try:
+        return fn()
+    except (OutsideBox, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def cmd_eval(args) -> None:
+    from . import elastic
+
+    point = point_of(args)
+    result = _elastic_call(lambda: elastic.evaluate(point, args.images, args.weights))
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(f"width {point.width:g}, depth {point.depth:g}, {point.resolution} px: {result['params']:,} parameters, "
+              f"{result['macs']:,} MACs, test accuracy {result['accuracy']:.1f}% on {result['test_images']} images, "
+              f"CAM pointing game {result['pointing']:.1f}%")
+
+
+def cmd_cam(args) -> None:
+    import torch
+
+    from ..cam import peak
+    from ..cli import UserError
+    from . import elastic
+    from .data import CLASSES, SIZE
+    from .train import split
+
+    point = point_of(args)
+    if args.image.startswith("test:"):
+        try:
+            index = int(args.image[5:])
+            images = split("test")[0]
+            image = images[index].permute(2, 0, 1)
+        except (ValueError, IndexError):
+            raise UserError(f"{args.image!r}: test:N needs N in 0..1999") from None
+    else:
+        from PIL import Image
+
+        from ..images import load_image
+
+        import numpy as np
+
+        photo = load_image(args.image).resize((SIZE, SIZE), Image.Resampling.BICUBIC)  # lab images: 128 px squares
+        image = torch.from_numpy(np.asarray(photo).copy()).permute(2, 0, 1)
+    out = _elastic_call(lambda: elastic.class_maps(point, image[None], args.weights))
+    cls = int(out["classes"][0])
+    x, y = peak(out["maps"][0])
+    payload = {"image": args.image, "width": point.width, "depth": point.depth, "resolution": point.resolution,
+               "label": CLASSES[cls], "index": cls, "probability": round(float(out["probs"][0, cls]), 4),
+               "peak": [x, y], "feature_map": out["grid"]}
+    if args.json:
+        print(json.dumps(payload, indent=1))
+    else:
+        print(f"{args.image}: {payload['label']} ({payload['probability']:.1%}); the map ({out['grid']}x{out['grid']} "
+              f"cells) peaks at x={x}, y={y} of the 128 px image")
+
+
+def cmd_elastic_train(args) -> None:
+    from ..cli import UserError
+    from . import elastic
+    from .run import _progress
+
+    if args.quick and args.out is None:
+        raise UserError("--quick trains a reduced network: give it a folder with --out (the stored weights stay)")
+    out = args.out or elastic.WEIGHTS
+    recipe = elastic.QUICK_ELASTIC if args.quick else elastic.ELASTIC
+    bar = _progress(0, "elastic network")
+    state = {"last": 0}
+
+    def progress(step, total, losses):
+        bar.total = total
+        bar.update(step - state["last"])
+        state["last"] = step
+        bar.set_postfix_str(f"loss largest {losses[0]:.3f}, smallest {losses[1]:.3f}")
+
+    info = elastic.train_elastic(out, recipe, progress, threads=args.threads)
+    bar.close()
+    summary = elastic.write_validation(out)
+    print(f"trained in {info['train_seconds'] / 60:.1f} min; against the from-scratch models: mean |difference| "
+          f"{summary['mean_abs_difference']:.1f} points, worst {summary['worst_abs_difference']:.1f}, Kendall tau "
+          f"{summary['kendall_tau']:.2f}; written to {out}")

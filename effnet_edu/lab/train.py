@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import CLASSES, SIZE, make_dataset
+from .data import CLASSES, make_dataset
 from .families import Point, build_point, macs, params
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet statistics, as for our other models
@@ -68,6 +68,12 @@ def split(name: str, recipe: Recipe = RECIPE) -> tuple[torch.Tensor, torch.Tenso
     Generated from the recipe's seed (about 2 ms an image) and cached on disk, so a second process loads it."""
     n, seed = {"train": (recipe.train_images, recipe.seed_train), "val": (recipe.val_images, recipe.seed_val),
                "test": (recipe.test_images, recipe.seed_test)}[name]
+    return dataset(name, n, seed)
+
+
+@lru_cache(maxsize=8)
+def dataset(name: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``make_dataset(n, seed)`` as tensors, cached on disk under ``name``."""
     path = _cache_dir() / f"{name}-n{n}-s{seed}-v3.npz"
     try:
         with np.load(path) as z:
@@ -91,11 +97,18 @@ def resized(name: str, resolution: int, recipe: Recipe = RECIPE) -> torch.Tensor
     images = split(name, recipe)[0]
     out = torch.empty(len(images), 3, resolution, resolution, dtype=torch.uint8)
     for i in range(0, len(images), 500):
-        x = images[i:i + 500].permute(0, 3, 1, 2).float()
-        if resolution != SIZE:
-            x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
-        out[i:i + 500] = x.round().clamp(0, 255).to(torch.uint8)
+        out[i:i + 500] = resize(images[i:i + 500].permute(0, 3, 1, 2), resolution)
     return out
+
+
+def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """(B, 3, 128, 128) uint8 -> (B, 3, r, r) uint8: antialiased bilinear, rounded (per image, so a batch gives
+    exactly what ``resized`` gives for the whole split)."""
+    if resolution == images.shape[-1]:
+        return images
+    x = F.interpolate(images.float(), size=(resolution, resolution), mode="bilinear", antialias=True,
+                      align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
