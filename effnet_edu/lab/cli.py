@@ -221,11 +221,10 @@ def cmd_cam(args) -> None:
         except (ValueError, IndexError):
             raise UserError(f"{args.image!r}: test:N needs N in 0..1999") from None
     else:
+        import numpy as np
         from PIL import Image
 
         from ..images import load_image
-
-        import numpy as np
 
         photo = load_image(args.image).resize((SIZE, SIZE), Image.Resampling.BICUBIC)  # lab images: 128 px squares
         image = torch.from_numpy(np.asarray(photo).copy()).permute(2, 0, 1)
