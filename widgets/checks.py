@@ -146,3 +146,19 @@ def check_initial_loss(answer: float | None, classes: int = 4) -> bool:
     return _report(ok, f"a uniform guess over {classes} classes has loss ln {classes} = {expected:.3f}" if ok else
                    f"what loss does an untrained {classes}-class model start at?", "-log of the probability of the "
                    "right class")
+
+
+def check_elastic_macs_per_param(answer: str | None) -> bool:
+    """Notebook 07: which corner of the elastic network's box has the most multiply-adds per parameter?"""
+    from effnet_edu.lab.data import CLASSES
+    from effnet_edu.lab.families import Point, macs, params
+
+    corners = {"smallest": (1, 1, 64), "largest": (2, 2, 128), "widest at 64 px": (2, 1, 64),
+               "deepest at 64 px": (1, 2, 64), "C0 at 128 px": (1, 1, 128)}
+    ratio = {name: macs(Point("effnet", w, d, r), len(CLASSES)) / params(Point("effnet", w, d, r), len(CLASSES))
+             for name, (w, d, r) in corners.items()}
+    best = max(ratio, key=ratio.__getitem__)
+    ok = None if answer is None else str(answer).strip().lower() == best.lower()
+    table = ", ".join(f"{name} {value:.0f}" for name, value in ratio.items())
+    return _report(ok, f"{best!r} has the most MACs per parameter ({table})",
+                   "which multiplier adds multiply-adds without adding weights?")

@@ -320,7 +320,8 @@ def extract(point: Point, folder: Path | None = None, recalibrate: bool = True) 
 
 
 @lru_cache(maxsize=8)
-def _split_images(split_name: str, resolution: int, n: int | None) -> tuple[torch.Tensor, ...]:
+def split_at(split_name: str, resolution: int, n: int | None = None) -> tuple[torch.Tensor, ...]:
+    """The first ``n`` (None: all) images of a split at ``resolution`` (B, 3, r, r) uint8, their masks and labels."""
     images, masks, labels = split(split_name, RECIPE)
     n = len(images) if n is None else n
     return resize(images[:n].permute(0, 3, 1, 2), resolution), masks[:n], labels[:n]
@@ -341,7 +342,7 @@ def evaluate(point: Point, test_images: int | None = LIVE_TEST, folder: Path | N
     key = (id(shared_weights(folder)), architecture(point), point.resolution, test_images, split_name)
     if key in _results:
         return _results[key]
-    images, masks, labels = _split_images(split_name, point.resolution, test_images)
+    images, masks, labels = split_at(split_name, point.resolution, test_images)
     correct, scores = 0, {"pointing": 0.0, "energy": 0.0, "iou": 0.0}
     for i in range(0, len(images), 32):
         features = model.forward_features(normalise(images[i:i + 32]))

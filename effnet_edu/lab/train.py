@@ -106,9 +106,12 @@ def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
     exactly what ``resized`` gives for the whole split)."""
     if resolution == images.shape[-1]:
         return images
-    x = F.interpolate(images.float(), size=(resolution, resolution), mode="bilinear", antialias=True,
-                      align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8)
+    out = torch.empty(len(images), 3, resolution, resolution, dtype=torch.uint8)
+    for i in range(0, len(images), 64):  # in chunks: the float copy of a chunk stays in cache (2x faster)
+        x = F.interpolate(images[i:i + 64].float(), size=(resolution, resolution), mode="bilinear", antialias=True,
+                          align_corners=False)
+        out[i:i + 64] = x.round().clamp(0, 255).to(torch.uint8)
+    return out
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
