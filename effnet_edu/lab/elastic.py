@@ -296,13 +296,14 @@ def extract(point: Point, folder: Path | None = None, recalibrate: bool = True) 
     """The sub-network at ``point`` as a standard ``effnet_edu`` EfficientNet (the class ``build()`` makes),
     holding slices of the shared weights, with BatchNorm recalibrated on the fixed calibration set; eval mode.
 
-    Cached by architecture and resolution (16 most recent): a revisited point costs nothing. Raises
-    ``OutsideBox`` for a point that the trained box does not cover. The returned model is shared with the
-    cache: copy it (``copy.deepcopy``) before changing it."""
+    Recalibrated networks are cached by architecture and resolution (16 most recent): a revisited point costs
+    nothing, and the returned model is shared with the cache (copy it with ``copy.deepcopy`` before changing it).
+    ``recalibrate=False`` returns a new, uncached network with BatchNorm's initial statistics (mean 0, variance 1).
+    Raises ``OutsideBox`` for a point that the trained box does not cover."""
     check_point(point)
     weights = shared_weights(folder)
-    key = (id(weights), architecture(point), point.resolution, recalibrate)
-    if key in _models:
+    key = (id(weights), architecture(point), point.resolution)
+    if recalibrate and key in _models:
         _models.move_to_end(key)
         return _models[key]
     with torch.random.fork_rng(devices=[]):  # building draws initial weights; leave the caller's RNG alone
@@ -312,10 +313,11 @@ def extract(point: Point, folder: Path | None = None, recalibrate: bool = True) 
     if recalibrate:
         precise_bn(model, calibration_images(point.resolution), batch=32)
     model.eval()
-    setattr(model, "point", point)  # noqa: B010 -- what the cached model was extracted for
-    _models[key] = model
-    if len(_models) > 16:
-        _models.popitem(last=False)
+    setattr(model, "point", point)  # noqa: B010 -- what the model was extracted for
+    if recalibrate:
+        _models[key] = model
+        if len(_models) > 16:
+            _models.popitem(last=False)
     return model
 
 
