@@ -223,3 +223,14 @@ def test_explorer_driven_from_python(folder):
     assert x.beta.value == pytest.approx(math.sqrt(2 / (1.4 * 1.15**2)), abs=1e-4)
     x.gamma.value = 2.0  # alpha * gamma^2 = 5.6 > 2: no beta >= 1 holds the budget
     assert "cannot hold" in x.error.value and x.state["inside"]  # the last valid view stays
+
+
+def test_explorer_without_weights_says_so(tmp_path):
+    pytest.importorskip("ipywidgets")
+    from effnet_edu_widgets import ElasticExplorer
+
+    x = ElasticExplorer(folder=tmp_path)
+    assert "no elastic network in" in x.error.value and "elastic-train" in x.error.value
+    # phi = 1: w 1.1, d 1.2, 74 px; the counts still show
+    assert x.state["params"] == count(width=0.275, depth=0.3, resolution=74, num_classes=16).params
+    assert f"{x.state['params']:,}" in x.readout.value

@@ -243,7 +243,12 @@ class ElasticExplorer(Explorer):
             self.status.value = "outside the trained box: counts only"
             return
         self.status.value = "<i>computing&hellip;</i>"  # reaches the browser before the work starts
-        result = E.evaluate(p, E.LIVE_TEST, self.folder)
+        self.state = {**state, "accuracy": None}
+        try:
+            result = E.evaluate(p, E.LIVE_TEST, self.folder)
+        except FileNotFoundError as exc:  # no trained weights there: the user's setting, not a bug
+            self.readout.value = head
+            raise ValueError(str(exc)) from None
         strip, images = cam_strip(p, IMAGE_SETS[self.images.value], self.folder)
         self.cams.value = strip
         self.plot_image.value = self.plot.render((s.macs, result["accuracy"]))
