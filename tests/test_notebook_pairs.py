@@ -84,7 +84,8 @@ def test_no_notebook_source_sits_beside_the_notebooks():
 @pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.name)
 def test_every_source_has_its_notebook(py):
     notebook = ROOT / "notebooks" / f"{py.stem}.ipynb"
-    assert notebook.exists(), f"{py.relative_to(ROOT)} has no notebook: run python tools/nbexec.py {py.relative_to(ROOT)}"
+    source = py.relative_to(ROOT)
+    assert notebook.exists(), f"{source} has no notebook: run python tools/nbexec.py {source}"
     # what tools/nbexec.py writes, by the same pairing
     assert _nbexec().pairing(py)[1] == notebook
 

@@ -8,9 +8,10 @@ sit in a subfolder so that JupyterLab lists each notebook once). A source beside
 command that moves it.
 
 Why not ``jupytext --sync``: it picks the side by modification time and silently overwrote edits after a git
-checkout (it compares modification times, which git does not preserve). Why not plain ``nbconvert --execute``: nbclient can wait forever on
-cells that draw into an Output widget, so every cell gets a finite timeout. Timing metadata is not recorded and
-widget model ids are renumbered in order, so re-executing an unchanged notebook gives identical bytes.
+checkout (it compares modification times, which git does not preserve). Why not plain ``nbconvert --execute``:
+nbclient can wait forever on cells that draw into an Output widget, so every cell gets a finite timeout. Timing
+metadata is not recorded and widget model ids are renumbered in order, so re-executing an unchanged notebook gives
+identical bytes.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def pairing(py_path: Path) -> tuple[str, Path]:
     else:
         formats = declared
     if not formats:
-        raise PairingError(f"{py_path}: no jupytext pairing applies (no jupytext.toml above it, no formats in its header)")
+        raise PairingError(f"{py_path}: no jupytext pairing applies (no jupytext.toml above it, no formats in its "
+                           f"header)")
     script = next(f for f in long_form_multiple_formats(formats) if f["extension"] == ".py")
     try:
         paths = paired_paths(str(py_path), script, formats)  # what jupytext's contents manager computes in Lab
