@@ -84,7 +84,10 @@ def pairing(py_path: Path) -> tuple[str, Path]:
     if not formats:
         raise PairingError(f"{py_path}: no jupytext pairing applies (no jupytext.toml above it, no formats in its "
                            f"header)")
-    script = next(f for f in long_form_multiple_formats(formats) if f["extension"] == ".py")
+    long_forms = long_form_multiple_formats(formats)
+    if not {".py", ".ipynb"} <= {f["extension"] for f in long_forms}:
+        raise PairingError(f"{py_path}: the jupytext formats {formats!r} do not pair a .py with an .ipynb")
+    script = next(f for f in long_forms if f["extension"] == ".py")
     try:
         paths = paired_paths(str(py_path), script, formats)  # what jupytext's contents manager computes in Lab
     except InconsistentPath:
