@@ -19,7 +19,8 @@ import effnet_edu as ee
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_DIRS = {".git", ".venv", "build", "dist", "node_modules", ".ipynb_checkpoints", "__pycache__"}
 TEXT_SUFFIXES = {".py", ".md", ".ipynb", ".yml", ".yaml", ".toml", ".txt", ".cfg", ".json", ".sh", ""}
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+# the notebooks themselves (their jupytext sources, in notebooks/scripts/, hold the same cells: test_notebook_pairs)
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def _text_files():
