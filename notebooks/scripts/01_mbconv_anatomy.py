@@ -265,15 +265,15 @@ check_depthwise_kernel_ratio(None);  # your ratio, e.g. 1.5
 # the stride or the channels change).
 #
 # **5.** A kept sample's branch is scaled by $1/(1-p) = 2$ and kept with probability $1 - p$, so
-# $\mathbb{E}[	ext{scaled branch}] = (1-p) \cdot rac{f(x)}{1-p} = f(x)$, exactly what evaluation adds. Without
+# $\mathbb{E}[\text{scaled branch}] = (1-p) \cdot \frac{f(x)}{1-p} = f(x)$, exactly what evaluation adds. Without
 # the rescaling, evaluation would see branches $1/(1-p)$ times stronger than training did on average.
 # </details>
 #
 # ## Summary
-# - An MBConv block expands ($1 	imes 1$, $	imes 6$), filters each channel ($k 	imes k$ depthwise), gates the
-#   channels (SE, squeeze width a quarter of the block *input*), projects back ($1 	imes 1$, no activation) and
+# - An MBConv block expands ($1 \times 1$, $\times 6$), filters each channel ($k \times k$ depthwise), gates the
+#   channels (SE, squeeze width a quarter of the block *input*), projects back ($1 \times 1$, no activation) and
 #   adds the input when shapes allow.
-# - Parameters and multiply-adds sit in the $1 	imes 1$ convolutions; the depthwise conv is cheap in both, but
+# - Parameters and multiply-adds sit in the $1 \times 1$ convolutions; the depthwise conv is cheap in both, but
 #   has low arithmetic intensity, and SE moves about 40% of the block's bytes for almost no arithmetic.
 # - Stochastic depth drops a residual branch per sample in training and rescales the survivors, so evaluation
 #   (always keep, never rescale) sees the same expectation.
