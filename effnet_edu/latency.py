@@ -1,0 +1,103 @@
+"""Measuring inference latency fairly on a shared machine, and the stored measurement of Table 4.
+
+Table 4 of the paper (Section 5.2) times each network at batch 1 on one CPU core, "average latency over 20 runs".
+On a machine that other jobs share, the load changes while we measure, so a fair comparison needs three things:
+
+- **interleaving**: round r times every model once before round r + 1 starts, so a burst of load hits all models
+  alike instead of whichever model happened to run during it;
+- **warm-up runs that are not counted**: the first calls allocate memory, pick kernels and (for
+  ``torch.compile``) compile;
+- **the median**, not the mean: one run slowed by another process moves the mean, not the median.
+
+``measure()`` does exactly that for any callables (a test checks it with fake models and a fake clock);
+``forward()`` turns a model and an input into the callable to time. ``load()`` reads the measurement that
+``benchmarks/bench_latency.py`` stored (``data/latency.json``): notebook 07 shows it next to the paper's Table 4.
+
+    >>> import torch, effnet_edu as ee
+    >>> from effnet_edu import latency
+    >>> cases = {"b0": latency.forward(ee.build("b0"), torch.randn(1, 3, 224, 224))}
+    >>> times = latency.measure(cases, runs=3, warmup=1)      # seconds, one list per case
+    >>> ms = latency.medians_ms(times)                         # {"b0": ...}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+STORED = Path(__file__).resolve().parent / "data" / "latency.json"
+
+
+def measure(cases: Mapping[str, Callable[[], Any]], runs: int = 20, warmup: int = 2,
+            timer: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Time every case ``runs`` times, round-robin, after ``warmup`` untimed rounds; seconds per run.
+
+    Round r calls every case once, in the order given, before round r + 1 starts (the warm-up rounds too), so a
+    change in the machine's load during the measurement is shared by all cases."""
+    if not cases:
+        raise ValueError("measure() needs at least one case to time")
+    for name, value in (("runs", runs), ("warmup", warmup)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "runs" else 0):
+            raise ValueError(f"{name} must be a whole number >= {1 if name == 'runs' else 0}, got {value!r}")
+    for name, fn in cases.items():
+        if not callable(fn):
+            raise TypeError(f"case {name!r} is {type(fn).__name__}, not a callable to time")
+    for _ in range(warmup):
+        for fn in cases.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(runs):
+        for name, fn in cases.items():
+            start = timer()
+            fn()
+            times[name].append(timer() - start)
+    return times
+
+
+def medians_ms(times: Mapping[str, list[float]]) -> dict[str, float]:
+    """The median of each case's runs, in milliseconds."""
+    return {name: 1000 * statistics.median(t) for name, t in times.items()}
+
+
+def forward(model, x) -> Callable[[], Any]:
+    """A callable that runs ``model(x)`` for inference (eval mode, no autograd), as Table 4 times it."""
+    import torch
+
+    model.eval()
+
+    def run():
+        with torch.inference_mode():
+            return model(x)
+
+    return run
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on: CPU model, core count, OS, Python and library versions."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform(terse=True),
+            "python": platform.python_version(), "torch": torch.__version__}
+
+
+def load(path: Path | str = STORED) -> dict[str, Any]:
+    """The stored measurement (written by ``benchmarks/bench_latency.py --out``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no latency measurement at {path}: run `python benchmarks/bench_latency.py "
+                                f"--out {path}` to make one")
+    return json.loads(path.read_text())
