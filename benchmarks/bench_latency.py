@@ -133,8 +133,8 @@ def main(argv=None) -> dict:
     load_after = os.getloadavg()
     ms = latency.medians_ms(times)
 
-    rows = [{"name": name, **info, "median_ms": round(ms[name], 3), "runs_ms": [round(1000 * t, 3) for t in times[name]]}
-            for name, (_, info) in cases.items()]
+    rows = [{"name": name, **info, "median_ms": round(ms[name], 3),
+             "runs_ms": [round(1000 * t, 3) for t in times[name]]} for name, (_, info) in cases.items()]
     print()
     print(f"{'case':<28}{'params':>12}{'MACs (B)':>10}{'median ms':>11}{'min ms':>9}{'max ms':>9}")
     for row in rows:
