@@ -10,7 +10,9 @@ On a machine that other jobs share, the load changes while we measure, so a fair
 - **the median**, not the mean: one run slowed by another process moves the mean, not the median.
 
 ``measure()`` does exactly that for any callables (a test checks it with fake models and a fake clock);
-``forward()`` turns a model and an input into the callable to time. ``load()`` reads the measurement that
+``forward()`` turns a model and an input into the callable to time; ``traffic()`` counts, for any network, the
+multiply-adds and the bytes each layer moves, which is why FLOPs ratios are not latency ratios. ``load()`` reads the
+measurement that
 ``benchmarks/bench_latency.py`` stored (``data/latency.json``): notebook 07 shows it next to the paper's Table 4.
 
     >>> import torch, effnet_edu as ee
@@ -29,7 +31,7 @@ import statistics
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 STORED = Path(__file__).resolve().parent / "data" / "latency.json"
 
@@ -76,6 +78,66 @@ def forward(model, x) -> Callable[[], Any]:
             return model(x)
 
     return run
+
+
+class Traffic(NamedTuple):
+    """One layer call of ``traffic()``: what it computes and what it moves (batch 1, fp32)."""
+
+    name: str  # module name in the model ("layer3.4.conv2", "stages.stage4.0.depthwise.0")
+    kind: str  # "conv kxk", "conv 1x1", "depthwise", "linear", "se" (pool + rescale), "batchnorm", "activation"
+    macs: int  # multiply-adds of the weights (0 for element-wise layers)
+    bytes_moved: int  # 4 x (input elements read + parameters read + output elements written)
+
+
+def traffic(model, resolution: int) -> list[Traffic]:
+    """Multiply-adds and bytes moved of every conv, linear, BatchNorm, activation and SE layer of ``model`` for one
+    image, as eager PyTorch runs them (each layer reads its input from memory and writes its output back).
+
+    Counted on the ``meta`` device (shapes only: nothing is computed or allocated; a model with real weights is
+    copied there first, so build it under ``with torch.device("meta"):`` to skip the copy). Not counted:
+    functional ops outside modules (residual adds, pooling, flatten). A fused runtime (``torch.compile``, an
+    inference engine) folds BatchNorm and the activation into the conv and moves fewer bytes; the convs' own
+    traffic stays."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    from .model import SqueezeExcitation
+
+    elementwise = {nn.BatchNorm2d: "batchnorm", nn.ReLU: "activation", nn.ReLU6: "activation",
+                   nn.SiLU: "activation", nn.Sigmoid: "activation", nn.Hardswish: "activation"}
+    rows: list[Traffic] = []
+
+    def hook(name):
+        def record(module, inputs, output):
+            n_in, n_out = inputs[0].numel(), output.numel()
+            weights = sum(p.numel() for p in module.parameters(recurse=False))
+            if isinstance(module, nn.Conv2d):
+                k = module.kernel_size[0] * module.kernel_size[1]
+                macs = n_out * (module.in_channels // module.groups) * k  # each output value: C_in/groups x k x k
+                kind = ("depthwise" if module.groups == module.in_channels > 1 else
+                        "conv 1x1" if k == 1 else "conv kxk")
+            elif isinstance(module, nn.Linear):
+                macs, kind = module.in_features * module.out_features * (n_out // module.out_features), "linear"
+            elif isinstance(module, SqueezeExcitation):  # mean over H, W reads x; x * scale reads x again, writes
+                macs, kind, n_in, weights = 0, "se", 2 * n_in, 0  # its two 1x1 convs are counted as convs
+            else:
+                macs, kind = 0, elementwise[type(module)]
+            rows.append(Traffic(name, kind, macs, 4 * (n_in + weights + n_out)))
+        return record
+
+    kinds = (nn.Conv2d, nn.Linear, SqueezeExcitation, *elementwise)
+    on_meta = all(p.is_meta for p in model.parameters())
+    meta = model if on_meta else copy.deepcopy(model).to("meta")  # the caller's model keeps its weights
+    handles = [m.register_forward_hook(hook(n)) for n, m in meta.named_modules() if isinstance(m, kinds)]
+    try:
+        with torch.no_grad():
+            meta.eval()(torch.empty(1, 3, resolution, resolution, device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    return rows
 
 
 def machine() -> dict[str, Any]:
