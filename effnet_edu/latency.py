@@ -33,7 +33,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-STORED = Path(__file__).resolve().parent / "data" / "latency.json"
+STORED = Path(__file__).resolve().parent / "data" / "latency.json"  # eager and channels_last, B0-B3, both libraries
+# B1 and ResNet-152 eager and under torch.compile (a separate run: compiling takes minutes per network on 2 cores)
+STORED_COMPILE = STORED.with_name("latency_compile.json")
 
 
 def measure(cases: Mapping[str, Callable[[], Any]], runs: int = 20, warmup: int = 2,
