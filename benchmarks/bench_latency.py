@@ -120,6 +120,9 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # random weights must not slow a network down through denormal arithmetic
     compile_names = set() if args.no_compile else set(args.compile)
+    if compile_names - set(args.members) - set(RESNETS):
+        parser.error(f"--compile: {', '.join(sorted(compile_names - set(args.members) - set(RESNETS)))} is not "
+                     f"timed in this run; choose from {', '.join([*args.members, *RESNETS])}")
     log = lambda text: print(text, flush=True)  # noqa: E731
 
     load_before = os.getloadavg()

@@ -107,8 +107,9 @@ def traffic(model, resolution: int) -> list[Traffic]:
 
     from .model import SqueezeExcitation
 
-    elementwise = {nn.BatchNorm2d: "batchnorm", nn.ReLU: "activation", nn.ReLU6: "activation",
-                   nn.SiLU: "activation", nn.Sigmoid: "activation", nn.Hardswish: "activation"}
+    elementwise: dict[type[nn.Module], str] = {
+        nn.BatchNorm2d: "batchnorm", nn.ReLU: "activation", nn.ReLU6: "activation", nn.SiLU: "activation",
+        nn.Sigmoid: "activation", nn.Hardswish: "activation"}
     rows: list[Traffic] = []
 
     def hook(name):
@@ -129,7 +130,7 @@ def traffic(model, resolution: int) -> list[Traffic]:
             rows.append(Traffic(name, kind, macs, 4 * (n_in + weights + n_out)))
         return record
 
-    kinds = (nn.Conv2d, nn.Linear, SqueezeExcitation, *elementwise)
+    kinds: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear, SqueezeExcitation, *elementwise)
     on_meta = all(p.is_meta for p in model.parameters())
     meta = model if on_meta else copy.deepcopy(model).to("meta")  # the caller's model keeps its weights
     handles = [m.register_forward_hook(hook(n)) for n, m in meta.named_modules() if isinstance(m, kinds)]
