@@ -107,6 +107,9 @@ def traffic(model, resolution: int) -> list[Traffic]:
 
     from .model import SqueezeExcitation
 
+    if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 1:
+        raise ValueError(f"resolution must be a whole number of pixels >= 1, got {resolution!r}")
+
     elementwise: dict[type[nn.Module], str] = {
         nn.BatchNorm2d: "batchnorm", nn.ReLU: "activation", nn.ReLU6: "activation", nn.SiLU: "activation",
         nn.Sigmoid: "activation", nn.Hardswish: "activation"}

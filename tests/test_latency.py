@@ -89,6 +89,11 @@ def test_bad_input_is_one_clear_error(kwargs, message):
         latency.measure(**args)
 
 
+def test_traffic_refuses_a_bad_resolution():
+    with pytest.raises(ValueError, match="resolution must be a whole number of pixels >= 1, got 0"):
+        latency.traffic(torch.nn.Conv2d(3, 4, 3), 0)
+
+
 def test_load_names_the_command_when_nothing_is_stored(tmp_path):
     with pytest.raises(FileNotFoundError, match="bench_latency.py"):
         latency.load(tmp_path / "missing.json")
