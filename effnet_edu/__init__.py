@@ -9,7 +9,8 @@
 Where things live: ``scaling`` (rounding and the compound rule), ``arch`` (Table 1 and the family as data),
 ``model`` (the network), ``accounting`` (parameters and multiply-adds without building anything), ``weights``
 (torchvision/timm/Lite import), ``images`` (preprocessing, photos, class names), ``cam`` (class activation maps),
-``train`` (the ImageNet recipe), ``cli`` (the ``effnet-edu`` command). Nothing here imports Jupyter, ipywidgets
+``train`` (the ImageNet recipe), ``paper`` (Tables 2 and 4 as data), ``latency`` (fair CPU timing, bytes moved),
+``cli`` (the ``effnet-edu`` command). Nothing here imports Jupyter, ipywidgets
 or matplotlib.
 """
 

@@ -8,6 +8,7 @@ so a notebook runs top to bottom before anyone has answered (``answer=None`` pri
 
 from __future__ import annotations
 
+import functools
 import math
 
 import effnet_edu as ee
@@ -162,3 +163,53 @@ def check_elastic_macs_per_param(answer: str | None) -> bool:
     table = ", ".join(f"{name} {value:.0f}" for name, value in ratio.items())
     return _report(ok, f"{best!r} has the most MACs per parameter ({table})",
                    "which multiplier adds multiply-adds without adding weights?")
+
+
+# -- notebook 08: latency and cost ----------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _eager_traffic(network: str) -> tuple[int, int]:
+    """(multiply-adds, bytes moved) of one network at its Table 2 / torchvision resolution, counted on meta."""
+    import torch
+    import torchvision
+
+    from effnet_edu.latency import traffic
+
+    with torch.device("meta"):
+        if network.startswith("resnet"):
+            model, resolution = getattr(torchvision.models, network)(), 224
+        else:
+            model, resolution = ee.build(network), ee.resolve(network).resolution
+    rows = traffic(model, resolution)
+    return sum(r.macs for r in rows), sum(r.bytes_moved for r in rows)
+
+
+def check_macs_ratio(answer: float | None, big: str = "resnet152", small: str = "b1") -> bool:
+    """Notebook 08, exercise 1: how many times the multiply-adds of ``small`` does ``big`` need (one image)?"""
+    ratio = _eager_traffic(big)[0] / _eager_traffic(small)[0]
+    ok = _close(answer, ratio, 0.05)
+    return _report(ok, f"{big} needs {ratio:.1f}x the multiply-adds of {small}" if ok else
+                   f"how many times the multiply-adds of {small} does {big} need?",
+                   "count(...).macs for ours; torch.utils.flop_counter (halved) or latency.traffic for the ResNet")
+
+
+def check_bytes_ratio(answer: float | None, big: str = "resnet152", small: str = "b1") -> bool:
+    """Notebook 08, exercise 2: how many times the bytes of ``small`` does ``big`` move, as eager PyTorch runs it?"""
+    ratio = _eager_traffic(big)[1] / _eager_traffic(small)[1]
+    ok = _close(answer, ratio, 0.05)
+    return _report(ok, f"{big} moves {ratio:.2f}x the bytes of {small}: far closer to the latency ratio than the "
+                       "multiply-adds are" if ok else f"how many times the bytes of {small} does {big} move?",
+                   "sum(r.bytes_moved for r in latency.traffic(model, resolution))")
+
+
+def check_gain_per_doubling(answer: float | None, start: str = "b6", end: str = "b7") -> bool:
+    """Notebook 08, exercise 3: Table 2's top-1 gain (points) per doubling of FLOPS from ``start`` to ``end``."""
+    from effnet_edu.paper import TABLE2
+
+    a, b = TABLE2[f"EfficientNet-{start.upper()}"], TABLE2[f"EfficientNet-{end.upper()}"]
+    assert a.flops and b.flops
+    gain = (b.top1 - a.top1) / math.log2(b.flops / a.flops)
+    ok = _close(answer, gain, 0.1)
+    return _report(ok, f"{start.upper()} -> {end.upper()}: {gain:.2f} points of top-1 per doubling of FLOPS" if ok
+                   else f"top-1 points per doubling of FLOPS from {start.upper()} to {end.upper()}?",
+                   "(top1_end - top1_start) / log2(FLOPS_end / FLOPS_start)")
