@@ -24,6 +24,7 @@ from html import escape
 
 from effnet_edu.accounting import Report, count
 from effnet_edu.arch import B_SERIES, resolve
+from effnet_edu.paper import COMPARISONS
 from effnet_edu.scaling import (
     BASE_RESOLUTION,
     FLOPS_BUDGET,
@@ -43,18 +44,8 @@ RELEASED_LABEL = f"{RELEASED[0].upper()}-{RELEASED[-1].upper()}"  # "B0-B7"
 MODES = ("paper formula", f"released {RELEASED_LABEL}")
 MAX_PHI = float(len(RELEASED) - 1)
 
-# Table 2's comparison rows (paper): name, params, multiply-adds ("FLOPS"), top-1. GPipe has no FLOPs in the table.
-PAPER_TABLE2 = (
-    ("ResNet-50", 26e6, 4.1e9, 76.0),
-    ("DenseNet-169", 14e6, 3.5e9, 76.2),
-    ("ResNet-152", 60e6, 11e9, 77.8),
-    ("Inception-v3", 24e6, 5.7e9, 78.8),
-    ("Xception", 23e6, 8.4e9, 79.0),
-    ("ResNeXt-101", 84e6, 32e9, 80.9),
-    ("SENet", 146e6, 42e9, 82.7),
-    ("NASNet-A", 89e6, 24e9, 82.7),
-    ("AmoebaNet-C", 155e6, 41e9, 83.5),
-)
+# Table 2's comparison rows (effnet_edu.paper): name, params, multiply-adds ("FLOPS"), top-1. GPipe has no FLOPs.
+PAPER_TABLE2 = tuple((r.model, r.params, r.flops, r.top1) for r in COMPARISONS if r.flops is not None)
 LABEL_OFFSETS = {"ResNet-50": (-4, 2, "right"), "Inception-v3": (-4, -9, "right"), "Xception": (4, -7, "left"),
                  "SENet": (4, -7, "left"), "NASNet-A": (-4, 2, "right")}
 
