@@ -104,7 +104,8 @@ def test_broken_files_are_replaced_and_reported(photos, tmp_path):
     assert torch.equal(images[0], images[1]) and torch.equal(images[1], images[2])  # all three are the PNG
 
     # Bytes that pass the worker's checks but fail the decoder: replaced by the batch's first good image.
-    encoded, _, params, _ = collate_encoded([EncodedDataset(photos, transform)[(0, i)] for i in range(3)])
+    packed, _, params, _ = collate_encoded([EncodedDataset(photos, transform)[(0, i)] for i in range(3)])
+    encoded = packed.unpack()
     encoded[1] = torch.frombuffer(bytearray(b"\xff\xd8 not really a jpeg \xff\xd9"), dtype=torch.uint8)
     images, failed = BatchAugment(transform, "cpu")(encoded, params)
     assert failed == [1] and torch.equal(images[1], images[0])
