@@ -139,11 +139,13 @@ def textured(rng, width, height):
     return (pixels + rng.integers(-25, 25, pixels.shape)).clip(0, 255).astype(np.uint8)
 
 
-def test_batched_crop_resize_flip_matches_pil_per_image():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])  # float16 is what CUDA uses
+def test_batched_crop_resize_flip_matches_pil_per_image(dtype):
     """Images of three sizes in one batch (grouped by size, then put back in order), boxes that downscale, upscale
     6x, touch the image's edges or cover it all; the oracle is the CPU path's own op: PIL's bicubic resized crop
     (+ flip) of each image alone. Our matmuls skip PIL's rounding to 8 bits between its horizontal and vertical
-    passes: measured mean |difference| 0.12-0.22 grey levels, a few pixels 2-3 levels in the 6x upscale."""
+    passes: measured mean |difference| 0.12-0.22 grey levels (float32 and float16 alike; 0.17-0.22 for 224-pixel
+    crops of 500x375 images), a few pixels 2-4 levels where a small crop is upscaled."""
     from torchvision.transforms import functional as F
 
     rng = np.random.default_rng(0)
@@ -153,13 +155,14 @@ def test_batched_crop_resize_flip_matches_pil_per_image():
     pixels = [textured(rng, w, h) for w, h in sizes]
     images = [torch.from_numpy(p).permute(2, 0, 1).contiguous() for p in pixels]
     augment = BatchAugment(augment_transform(64, "none"), "cpu")
+    augment.resample_dtype = dtype
     batch = augment.resized_crop_flip(images, torch.tensor(boxes, dtype=torch.float64))
     assert batch.shape == (6, 3, 64, 64) and batch.dtype == torch.uint8
     for k, (top, left, h, w, flip) in enumerate(boxes):
         expected = F.resized_crop(Image.fromarray(pixels[k]), top, left, h, w, [64, 64], T.InterpolationMode.BICUBIC)
         expected = torch.from_numpy(np.array(F.hflip(expected) if flip else expected)).permute(2, 0, 1)
         difference = (batch[k].int() - expected.int()).abs()
-        assert difference.float().mean() < 0.3 and difference.max() <= 3, (k, difference.float().mean())
+        assert difference.float().mean() < 0.3 and difference.max() <= 4, (k, difference.float().mean())
     # The flip is exact: the same crop unflipped, mirrored.
     unflipped = [(t, l, h, w, 0) for t, l, h, w, _ in boxes]
     plain = augment.resized_crop_flip(images, torch.tensor(unflipped, dtype=torch.float64))
