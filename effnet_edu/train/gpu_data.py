@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from PIL import Image
+from torch.profiler import record_function
 from torchvision import transforms as T
 
 from .data import DataError, FolderDataset, first_readable
@@ -268,7 +269,8 @@ class BatchAugment:
         return images, failed
 
     def __call__(self, encoded, params: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-        images, failed = self.decode(encoded.unpack() if isinstance(encoded, Packed) else list(encoded))
+        with record_function("gpu_data.decode"):  # named ranges for torch.profiler (benchmarks/bench_input.py)
+            images, failed = self.decode(encoded.unpack() if isinstance(encoded, Packed) else list(encoded))
         good = [i for i in range(len(images)) if images[i] is not None]
         if not good:
             raise DataError(f"none of the {len(images)} images of a batch could be decoded")
@@ -276,11 +278,14 @@ class BatchAugment:
         source = [i if images[i] is not None else good[0] for i in range(len(images))]
         images = [images[i] for i in source]
         rows = params[source]
-        batch = self.resized_crop_flip(images, rows)  # (B, 3, R, R) uint8
+        with record_function("gpu_data.crop_resize_flip"):
+            batch = self.resized_crop_flip(images, rows)  # (B, 3, R, R) uint8
         if self.autoaugment is not None:
-            batch = self.apply_autoaugment(batch, rows.tolist())
-        batch = (batch.float() - self.mean) / self.std  # ToTensor's / 255 and Normalize in one step
-        return batch.contiguous(memory_format=torch.channels_last), failed
+            with record_function("gpu_data.autoaugment"):
+                batch = self.apply_autoaugment(batch, rows.tolist())
+        with record_function("gpu_data.normalize"):
+            batch = (batch.float() - self.mean) / self.std  # ToTensor's / 255 and Normalize in one step
+            return batch.contiguous(memory_format=torch.channels_last), failed
 
     def resized_crop_flip(self, images: list[torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
         """RandomResizedCrop (bicubic, antialiased as PIL) + RandomHorizontalFlip of (3, H, W) uint8 images on the
