@@ -9,10 +9,10 @@ cannot take the others (``benchmarks/gpu_check.sh`` runs them with time limits):
     python benchmarks/bench_input.py profile DIR --device cuda --out OUT # torch.profiler tables of the GPU path
 
 ``rates``: (1) the synthetic rate: B0 train step (fwd + bwd + RMSProp, bf16 autocast, channels_last on CUDA);
-(2) each path's loader alone and end to end (the same train step fed by it), images/s counted after the first
-round of workers; (3) the GPU path's stages on fixed batches (decode, + crop/resize/flip, + AutoAugment,
-+ normalise), milliseconds per batch with the device synchronised, and the training thread's CPU time for each,
-plus libjpeg-turbo's decode rate on one core (what decoding in the workers would cost instead).
+(2) the GPU path's stages on fixed batches (decode, + crop/resize/flip, + AutoAugment, + normalise), milliseconds
+per batch with the device synchronised, and the host time until each call returns, plus libjpeg-turbo's decode
+rate on one core (what decoding in the workers would cost instead); (3) each path's loader alone and end to end
+(the same train step fed by it), images/s counted after the first round of workers.
 ``profile``: the GPU path end to end for a few steps under torch.profiler (tables by device time and by CPU
 time), and the number of host-device synchronisations one batch of ``BatchAugment`` makes
 (``torch.cuda.set_sync_debug_mode``). ``--device cpu --smoke`` runs all of it at toy sizes (checks the script).
@@ -111,8 +111,9 @@ def sample_batches(samples, s, count: int):
 
 
 def stage_times(samples, s, device, reps: int) -> dict:
-    """ms per batch of each stage of BatchAugment (device synchronised; median over ``reps`` batches) and the
-    training thread's CPU ms for it: which stage limits the GPU path."""
+    """ms per batch of each stage of BatchAugment (device synchronised; median over ``reps`` batches) and its host
+    ms (until the call returns, before the synchronisation: the launch cost, plus nvJPEG's own wait for its
+    decoding): which stage limits the GPU path."""
     augment = BatchAugment(augment_transform(s["resolution"], "autoaugment"), device)
     batches = sample_batches(samples, s, min(reps, max(1, len(samples) // s["batch"])))
 
@@ -137,18 +138,19 @@ def stage_times(samples, s, device, reps: int) -> dict:
                      ("all (+normalise)", full)):
         fn(batches[0])  # warm-up (nvJPEG's buffers, kernels)
         sync()
-        wall, cpu = [], []
+        wall, host = [], []
         for i in range(reps):
             b = batches[i % len(batches)]
-            t, c = time.perf_counter(), time.thread_time()
+            t = time.perf_counter()
             fn(b)
+            returned = time.perf_counter()
             sync()
             wall.append(1000 * (time.perf_counter() - t))
-            cpu.append(1000 * (time.thread_time() - c))
-        result[name] = {"ms_per_batch": statistics.median(wall), "cpu_ms_per_batch": statistics.median(cpu),
+            host.append(1000 * (returned - t))
+        result[name] = {"ms_per_batch": statistics.median(wall), "host_ms_per_batch": statistics.median(host),
                         "img_per_s": s["batch"] * 1000 / statistics.median(wall)}
         print(f"    {name:<26} {result[name]['ms_per_batch']:7.1f} ms/batch ({result[name]['img_per_s']:7.0f} img/s)"
-              f"   training-thread CPU {result[name]['cpu_ms_per_batch']:6.1f} ms", flush=True)
+              f"   host {result[name]['host_ms_per_batch']:6.1f} ms", flush=True)
     from torchvision.io import decode_jpeg
 
     jpegs = [e for e in batches[0][0].unpack() if e.dim() == 1][:32]
@@ -179,6 +181,10 @@ def rates(args, root: Path, out: Path | None, s: dict, device) -> dict:
     summary["synthetic_img_per_s"] = synthetic
     print(f"  synthetic data: {synthetic:8.1f} img/s (our B0 train step, median of {args.rounds} rounds)", flush=True)
     save()
+    if s["gpu"] or args.smoke:  # first: quick, and the most telling if a later stage hangs
+        print(f"  GPU path stages on {device} (no training running; one thread):", flush=True)
+        summary["gpu_stages"] = stage_times(samples, s, device, args.stage_reps)
+        save()
     for path, make, workers in (("cpu", cpu_loader, s["workers"]), ("gpu", gpu_loader, s["gpu_workers"])):
         if path == "gpu" and not s["gpu"] and not args.smoke:
             continue
@@ -192,10 +198,6 @@ def rates(args, root: Path, out: Path | None, s: dict, device) -> dict:
               f"synthetic), end to end {e2e:8.1f} img/s ({e2e / synthetic:.2f} x synthetic)  [{n_alone}/{n_e2e} "
               f"batches counted]", flush=True)
         save()
-    if s["gpu"] or args.smoke:
-        print(f"  GPU path stages on {device} (no training running; one thread):", flush=True)
-        summary["gpu_stages"] = stage_times(samples, s, device, args.stage_reps)
-    save()
     return summary
 
 
@@ -288,8 +290,9 @@ def main():
         args.rounds, args.steps, args.stage_reps, args.profile_warmup, args.profile_steps = 1, 2, 2, 1, 2
     device = torch.device(args.device)
     s = settings(args)
-    if s["gpu"]:
-        torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN's fastest kernels (as bench_train.py)
+    if s["gpu"]:  # fixed shapes: cuDNN's fastest kernels for the rates (as bench_train.py); the profile of the
+        # loader skips the ~40 s of autotuning
+        torch.backends.cudnn.benchmark = args.command == "rates"
     else:
         torch.set_num_threads(1)
     if args.command == "rates":

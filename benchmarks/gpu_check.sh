@@ -92,7 +92,7 @@ for path in ("cpu", "gpu"):
 for name, st in s.get("gpu_stages", {}).items():
     if isinstance(st, dict):
         print(f"    GPU-path stage {name:<26} {st['ms_per_batch']:7.1f} ms/batch ({st['img_per_s']:7,.0f} img/s), "
-              f"training-thread CPU {st['cpu_ms_per_batch']:6.1f} ms")
+              f"host (launch) {st['host_ms_per_batch']:6.1f} ms")
 if "gpu_stages" in s:
     print(f"    libjpeg-turbo decode on one core: {s['gpu_stages']['libjpeg_decode_img_per_s_one_core']:,.0f} img/s")
 profile = out / "profile_gpu_path.txt"
