@@ -122,13 +122,17 @@ def collate_encoded(batch):
 
 
 def bicubic_weights(start: torch.Tensor, length: torch.Tensor, out_size: int, in_size: int,
-                    flip: torch.Tensor | None = None) -> torch.Tensor:
+                    flip: torch.Tensor | None = None, taps: int | None = None) -> torch.Tensor:
     """(N, out_size, in_size) resampling matrices: row o holds the weights PIL's antialiased bicubic resize gives
     the input pixels for output pixel o, when the crop [start, start + length) of a line of ``in_size`` pixels is
     resized to ``out_size`` (PIL's Resample.c: the cubic kernel with a = -0.5 stretched by the downscale factor,
     truncated to the crop and renormalised). ``flip`` reverses a sample's output order: a horizontal flip of the
     resized crop costs nothing. Multiplying an image by these matrices is the whole batch's crop + resize in two
-    matmuls, whatever the crop sizes."""
+    matmuls, whatever the crop sizes. ``taps``: the most input pixels one output pixel uses (PIL's ksize; computed
+    from ``length`` if not given, which waits for the device); the weights are computed for those taps only and
+    scattered into the zero matrix."""
+    if taps is None:
+        taps = 2 * math.ceil(2.0 * max(1.0, float(length.max()) / out_size)) + 1
     start, length = start.view(-1, 1, 1), length.view(-1, 1, 1)
     scale = length / out_size  # (N, 1, 1) input pixels per output pixel
     filterscale = scale.clamp(min=1.0)  # antialias: the kernel widens when downscaling
@@ -137,13 +141,16 @@ def bicubic_weights(start: torch.Tensor, length: torch.Tensor, out_size: int, in
     if flip is not None:
         o = torch.where(flip.view(-1, 1, 1), out_size - 1 - o, o)
     center = (o + 0.5) * scale  # (N, R, 1) in crop coordinates
-    x = torch.arange(in_size, device=start.device, dtype=start.dtype).view(1, 1, -1) - start  # (N, 1, W)
-    window = (x >= torch.trunc(center - support + 0.5).clamp(min=0)) & \
-             (x < torch.minimum(torch.trunc(center + support + 0.5), length))
+    xmin = torch.trunc(center - support + 0.5).clamp(min=0)
+    xmax = torch.minimum(torch.trunc(center + support + 0.5), length)
+    x = xmin + torch.arange(taps, device=start.device, dtype=start.dtype)  # (N, R, taps) the pixels o reads
     t = ((x - center + 0.5) / filterscale).abs()
     w = torch.where(t < 1, (1.5 * t - 2.5) * t * t + 1, -0.5 * (((t - 5) * t + 8) * t - 4))  # PIL's bicubic
-    w = torch.where(window & (t < 2), w, 0.0)
-    return w / w.sum(-1, keepdim=True)  # (N, R, W)
+    w = torch.where((x < xmax) & (t < 2), w, 0.0)
+    w = w / w.sum(-1, keepdim=True)
+    index = (x + start).long().clamp_(max=in_size - 1)  # taps past the crop have weight 0: adding them is harmless
+    dense = torch.zeros(len(w), out_size, in_size, device=w.device, dtype=w.dtype)
+    return dense.scatter_add_(2, index, w)  # (N, R, W)
 
 
 def equalize(batch: torch.Tensor) -> torch.Tensor:
@@ -296,8 +303,11 @@ class BatchAugment:
         order = sorted(range(n), key=lambda i: shapes[i])  # images of one size side by side
         plan = self.upload(rows[order, :5].float())  # (B, 5)
         height, width = max(s[0] for s in shapes), max(s[1] for s in shapes)
-        wy = bicubic_weights(plan[:, 0], plan[:, 2], r_h, height).to(self.resample_dtype)  # (B, R, Hmax)
-        wx = bicubic_weights(plan[:, 1], plan[:, 3], r_w, width, flip=plan[:, 4] > 0).to(self.resample_dtype)
+        longest = rows[:, 2:4].amax(0).tolist()  # on the host: the largest crop sets the taps (PIL's ksize)
+        taps_y, taps_x = (2 * math.ceil(2.0 * max(1.0, size / r)) + 1 for size, r in zip(longest, self.size))
+        wy = bicubic_weights(plan[:, 0], plan[:, 2], r_h, height, taps=taps_y)  # (B, R, Hmax)
+        wx = bicubic_weights(plan[:, 1], plan[:, 3], r_w, width, flip=plan[:, 4] > 0, taps=taps_x)  # (B, R, Wmax)
+        wy, wx = wy.to(self.resample_dtype), wx.to(self.resample_dtype)
         out, a = [], 0
         while a < n:
             h, w = shapes[order[a]]
