@@ -26,6 +26,7 @@ import os
 import statistics
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -165,12 +166,23 @@ def stage_times(samples, s, device, reps: int) -> dict:
     return result
 
 
+def guarded(fn, *args):
+    """fn(*args), or None with the traceback printed: one failing measurement must not cost the others."""
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001 (reported, and the run goes on)
+        traceback.print_exc()
+        print(f"  ({getattr(fn, '__name__', 'measurement')} failed: traceback above; continuing)", flush=True)
+        return None
+
+
 def rates(args, root: Path, out: Path | None, s: dict, device) -> dict:
     samples = scan_folder(root / "train")[0]
     summary = {"device": torch.cuda.get_device_name(device) if s["gpu"] else "cpu", "torch": torch.__version__,
                "cpu_cores": os.cpu_count(), "images": len(samples), **s}
     print(f"{summary['device']}, {os.cpu_count()} cores, torch {torch.__version__}; {len(samples)} JPEGs, crop "
-          f"{s['resolution']} + flip + AutoAugment, batch {s['batch']}, {s['epochs']} epochs per measurement", flush=True)
+          f"{s['resolution']} + flip + AutoAugment, batch {s['batch']}, {s['epochs']} epochs per measurement",
+          flush=True)
 
     def save():
         if out:
@@ -183,14 +195,18 @@ def rates(args, root: Path, out: Path | None, s: dict, device) -> dict:
     save()
     if s["gpu"] or args.smoke:  # first: quick, and the most telling if a later stage hangs
         print(f"  GPU path stages on {device} (no training running; one thread):", flush=True)
-        summary["gpu_stages"] = stage_times(samples, s, device, args.stage_reps)
+        summary["gpu_stages"] = guarded(stage_times, samples, s, device, args.stage_reps)
         save()
     for path, make, workers in (("cpu", cpu_loader, s["workers"]), ("gpu", gpu_loader, s["gpu_workers"])):
         if path == "gpu" and not s["gpu"] and not args.smoke:
             continue
         skip = max(2, min(workers, 16))  # the first round of workers arrives in a burst
-        alone, n_alone = drain(make(samples, s, device), device, None, skip)
-        e2e, n_e2e = drain(make(samples, s, device), device, step, skip)
+        measured = guarded(lambda: (drain(make(samples, s, device), device, None, skip),
+                                    drain(make(samples, s, device), device, step, skip)))
+        if measured is None:
+            summary[path] = None
+            continue
+        (alone, n_alone), (e2e, n_e2e) = measured
         summary[path] = {"workers": workers, "loader_img_per_s": alone, "end_to_end_img_per_s": e2e,
                          "batches_counted": [n_alone, n_e2e], "end_to_end_fraction": e2e / synthetic,
                          "loader_fraction": alone / synthetic}
@@ -201,28 +217,33 @@ def rates(args, root: Path, out: Path | None, s: dict, device) -> dict:
     return summary
 
 
+def count_syncs(samples, s, device) -> list[str]:
+    """Host-device synchronisations of one batch through BatchAugment (torch.cuda.set_sync_debug_mode)."""
+    augment = BatchAugment(augment_transform(s["resolution"], "autoaugment"), device)
+    batch = sample_batches(samples, s, 1)[0]
+    augment(batch[0], batch[2])
+    torch.cuda.synchronize(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            augment(batch[0], batch[2])
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message).split("\n")[0] for w in caught if "synchroniz" in str(w.message)]
+    line = f"host-device synchronisations in one BatchAugment call (batch {s['batch']}): {len(syncs)}"
+    print("  " + line, flush=True)
+    return [line + "".join(f"\n  {m}" for m in syncs[:10]) + "\n"]
+
+
 def profile(args, root: Path, out: Path | None, s: dict, device) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     samples = scan_folder(root / "train")[0]
     text = []
-    if s["gpu"]:  # host-device synchronisations of one batch through BatchAugment
-        augment = BatchAugment(augment_transform(s["resolution"], "autoaugment"), device)
-        batch = sample_batches(samples, s, 1)[0]
-        augment(batch[0], batch[2])
-        torch.cuda.synchronize(device)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            torch.cuda.set_sync_debug_mode("warn")
-            try:
-                augment(batch[0], batch[2])
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
-        syncs = [str(w.message).split("\n")[0] for w in caught if "synchroniz" in str(w.message)]
-        line = f"host-device synchronisations in one BatchAugment call (batch {s['batch']}): {len(syncs)}"
-        print("  " + line, flush=True)
-        text.append(line + "".join(f"\n  {m}" for m in syncs[:10]) + "\n")
+    if s["gpu"]:
+        text += guarded(count_syncs, samples, s, device) or []
     step = stepper(device, s)
     step.step()
     step.sync()
