@@ -3,6 +3,7 @@
     effnet-edu lab results --json                 # the stored results (one entry per trained model)
     effnet-edu lab train --width 2 --depth 1 --resolution 64 --seed 0 --json   # train one classroom model
     effnet-edu lab reproduce [--quick] [--jobs 2] [--out DIR]                # every experiment, resumable
+    effnet-edu lab transfer [--quick] [--out DIR]      # ImageNet Lite0 fine-tuned vs from scratch (Section 5.3)
 
 Widths and depths are multipliers of the family's baseline (C0 for EfficientNet); the resolution is in pixels.
 """
@@ -42,6 +43,13 @@ def add_lab_command(subparsers) -> None:
     p.add_argument("--jobs", type=_jobs, default=2, help="models trained at a time (default 2)")
     p.add_argument("--json", action="store_true", help="print the results as JSON when done")
     p.set_defaults(func=cmd_reproduce)
+
+    p = commands.add_parser("transfer", help="fine-tune the ImageNet Lite0 weights on the lab's dataset against "
+                                             "training from scratch, across training-set sizes (resumable)")
+    p.add_argument("--quick", action="store_true", help="a reduced version (about a minute); needs --out")
+    p.add_argument("--out", type=Path, help="results folder (default: the package's stored results)")
+    p.add_argument("--json", action="store_true", help="print transfer.json when done")
+    p.set_defaults(func=cmd_transfer)
 
 
 def _number(convert, low, high, what: str):
@@ -119,3 +127,26 @@ def cmd_reproduce(args) -> None:
     else:
         print(f"{len(results['models'])} models, results in {(args.out or RESULTS) / 'results.json'} "
               f"({results['wall_seconds'] / 60:.1f} min)")
+
+
+def cmd_transfer(args) -> None:
+    from ..cli import UserError
+    from .store import RESULTS
+    from .transfer import FILE, curves, reproduce
+
+    if args.quick and args.out is None:
+        raise UserError("--quick writes a reduced experiment: give it a folder with --out (the stored results "
+                        "stay as they are)")
+    out = args.out or RESULTS
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    results = reproduce(out, quick=args.quick, progress=None if args.json else print)
+    if args.json:
+        print(json.dumps(results, indent=1))
+        return
+    table = curves(results)
+    print(f"{'images/class':>12}" + "".join(f"{init:>10}" for init in table))
+    for i, (n, _) in enumerate(next(iter(table.values()))):
+        print(f"{n:>12}" + "".join(f"{points[i][1]:>10.3f}" for points in table.values()))
+    print(f"{len(results['runs'])} runs, {results['cpu_seconds'] / 60:.1f} CPU minutes; "
+          f"results in {out / FILE}")

@@ -137,6 +137,7 @@ def train_mode(model: nn.Module) -> nn.Module:
     model.train()
     if is_frozen(model):
         for module in backbone_modules(model):
-            if not any(p.requires_grad for p in module.parameters()):
+            params = list(module.parameters())
+            if params and not any(p.requires_grad for p in params):  # dropout has none: it keeps training
                 module.eval()
     return model
