@@ -233,3 +233,21 @@ def test_lab_transfer_runs_resume_from_their_files(tmp_path, monkeypatch):
 def test_lab_transfer_command_needs_a_folder_for_quick(capsys):
     assert main(["lab", "transfer", "--quick"]) == 2
     assert "--quick writes a reduced experiment" in capsys.readouterr().err
+
+
+def test_the_papers_tables_5_and_6_agree_with_docs_paper_facts():
+    from effnet_edu.lab.transfer import TABLE5, TABLE6
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "paper-facts.md").read_text()
+    section = text.split("## Tables 5 and 6", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| dataset")]
+    table6 = {r[0]: tuple(int(v.replace(",", "")) for v in r[1:]) for r in rows if len(r) == 4}
+    table5 = {r[0]: tuple((r[i], float(r[i + 1].rstrip("%")), None if r[i + 2] == "-" else int(r[i + 2].rstrip("M")))
+                          for i in (1, 4, 7, 10)) for r in rows if len(r) == 13}
+    assert table6 == TABLE6 and table5 == TABLE5
+    # Section 5.3's count: EfficientNet at least as accurate as the state of the art on 5 of the 8 datasets.
+    assert sum(ours[1] >= sota[1] for _, _, sota, ours in TABLE5.values()) == 5
+    # ... "using 9.6x fewer parameters": the geometric mean of the ratios where the paper gives both sizes.
+    ratios = [sota[2] / ours[2] for _, _, sota, ours in TABLE5.values() if sota[2] and ours[2]]
+    assert round(math.prod(ratios) ** (1 / len(ratios)), 1) == 9.6
