@@ -248,6 +248,8 @@ def test_the_papers_tables_5_and_6_agree_with_docs_paper_facts():
     assert table6 == TABLE6 and table5 == TABLE5
     # Section 5.3's count: EfficientNet at least as accurate as the state of the art on 5 of the 8 datasets.
     assert sum(ours[1] >= sota[1] for _, _, sota, ours in TABLE5.values()) == 5
-    # ... "using 9.6x fewer parameters": the geometric mean of the ratios where the paper gives both sizes.
+    # ... "using 9.6x fewer parameters": the geometric mean of the ratios where the paper gives both sizes, rounded
+    # as Table 5 prints them (556M / 64M = "8.7x", 556M / 41M = "14x").
     ratios = [sota[2] / ours[2] for _, _, sota, ours in TABLE5.values() if sota[2] and ours[2]]
+    ratios = [round(r, 1) if r < 10 else round(r) for r in ratios]
     assert round(math.prod(ratios) ** (1 / len(ratios)), 1) == 9.6
