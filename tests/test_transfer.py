@@ -253,3 +253,10 @@ def test_the_papers_tables_5_and_6_agree_with_docs_paper_facts():
     ratios = [sota[2] / ours[2] for _, _, sota, ours in TABLE5.values() if sota[2] and ours[2]]
     ratios = [round(r, 1) if r < 10 else round(r) for r in ratios]
     assert round(math.prod(ratios) ** (1 / len(ratios)), 1) == 9.6
+
+
+def test_notebook_checks_count_the_probe_from_the_model(capsys):
+    from effnet_edu_widgets.checks import check_probe_params
+
+    assert check_probe_params(1280 * 16 + 16) and not check_probe_params(1280 * 16) and not check_probe_params(None)
+    assert "not answered yet" in capsys.readouterr().out

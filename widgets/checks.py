@@ -146,3 +146,34 @@ def check_initial_loss(answer: float | None, classes: int = 4) -> bool:
     return _report(ok, f"a uniform guess over {classes} classes has loss ln {classes} = {expected:.3f}" if ok else
                    f"what loss does an untrained {classes}-class model start at?", "-log of the probability of the "
                    "right class")
+
+
+# -- notebook 09: transfer learning -----------------------------------------------------------------------------
+
+def check_probe_params(answer: float | None, model: str = "lite0", classes: int = 16) -> bool:
+    """Notebook 09, exercise 1: how many parameters a linear probe (``--freeze-backbone``) trains: the classifier's
+    head_channels x classes weights plus classes biases, counted on the built model with its backbone frozen."""
+    from effnet_edu.train.transfer import freeze_backbone
+
+    net = freeze_backbone(ee.build(model, num_classes=classes))
+    trained = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in net.parameters())
+    ok = _close(answer, trained, 0.001)
+    return _report(ok, f"the probe trains {trained:,} of {model}'s {total:,} parameters ({trained / total:.2%})" if ok
+                   else f"how many parameters does --freeze-backbone train in {model} with {classes} classes?",
+                   f"{net.classifier.in_features} features x {classes} classes, plus the biases")
+
+
+def check_transfer_gain(answer: float | None, per_class: int = 10) -> bool:
+    """Notebook 09, exercise 2: how many percentage points the ImageNet initialisation adds to the test accuracy
+    over training from scratch at ``per_class`` images per class (the stored ``lab transfer`` results)."""
+    from effnet_edu.lab.transfer import curves
+
+    table = {init: dict(points) for init, points in curves().items()}
+    gain = 100 * (table["imagenet"][per_class] - table["scratch"][per_class])
+    ok = _close(answer, gain, 0.05)
+    if ok is False and isinstance(answer, (int, float)):
+        ok = abs(answer - gain) <= 0.5  # half a point either way: read off a plot
+    return _report(ok, f"at {per_class} images per class, ImageNet weights add {gain:+.1f} points" if ok else
+                   f"how many points does ImageNet add at {per_class} images per class?",
+                   "imagenet minus scratch, in percentage points")
