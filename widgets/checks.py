@@ -170,6 +170,10 @@ def check_transfer_gain(answer: float | None, per_class: int = 10) -> bool:
     from effnet_edu.lab.transfer import curves
 
     table = {init: dict(points) for init, points in curves().items()}
+    if per_class not in table.get("imagenet", {}) or per_class not in table.get("scratch", {}):
+        sizes = sorted(set(table.get("imagenet", {})) & set(table.get("scratch", {})))
+        return _report(False, f"the stored results have no runs at {per_class} images per class (they have "
+                              f"{', '.join(map(str, sizes)) or 'none'})")
     gain = 100 * (table["imagenet"][per_class] - table["scratch"][per_class])
     ok = _close(answer, gain, 0.05)
     if ok is False and isinstance(answer, (int, float)):
