@@ -161,7 +161,7 @@ def check_probe_params(answer: float | None, model: str = "lite0", classes: int 
     ok = _close(answer, trained, 0.001)
     return _report(ok, f"the probe trains {trained:,} of {model}'s {total:,} parameters ({trained / total:.2%})" if ok
                    else f"how many parameters does --freeze-backbone train in {model} with {classes} classes?",
-                   f"{net.classifier.in_features} features x {classes} classes, plus the biases")
+                   f"{net.config.head_channels} features x {classes} classes, plus the biases")
 
 
 def check_transfer_gain(answer: float | None, per_class: int = 10) -> bool:
