@@ -155,7 +155,8 @@ def check_probe_params(answer: float | None, model: str = "lite0", classes: int 
     head_channels x classes weights plus classes biases, counted on the built model with its backbone frozen."""
     from effnet_edu.train.transfer import freeze_backbone
 
-    net = freeze_backbone(ee.build(model, num_classes=classes))
+    net = ee.build(model, num_classes=classes)
+    freeze_backbone(net)
     trained = sum(p.numel() for p in net.parameters() if p.requires_grad)
     total = sum(p.numel() for p in net.parameters())
     ok = _close(answer, trained, 0.001)
