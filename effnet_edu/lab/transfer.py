@@ -16,7 +16,7 @@ whose statistics are part of what is frozen), test accuracy on the 2,000-image t
 The number of steps is fixed, not the number of epochs: every run gets the same compute, and the small training
 sets are seen many times (100 steps of 32 = 20 epochs of 160 images).
 
-    effnet-edu lab transfer                      # all runs (about 20 minutes of one CPU core), resumable
+    effnet-edu lab transfer                      # all 9 runs (about 9 CPU minutes on one core), resumable
     effnet-edu lab transfer --quick --out /tmp/t # a reduced version in about a minute
 
 Each finished run is a file ``<out>/transfer_runs/<key>.json`` (written atomically), so a killed reproduction
