@@ -101,6 +101,7 @@ def test_settings_that_contradict_each_other_are_refused(init_file):
 
 @pytest.mark.parametrize("args, message", [
     (["--init-from", "nothing-here.pt"], "argument --init-from: 'nothing-here.pt' is neither"),
+    (["--init-from", ""], "argument --init-from: empty: give lite0"),
     (["--init-from", "lite0", "--backbone-lr-scale", "1.5"], "argument --backbone-lr-scale: must be in (0, 1]"),
     (["--model", "b0", "--init-from", "lite0"], "--model lite0 matches them"),
     (["--freeze-backbone"], "--freeze-backbone needs pretrained weights"),

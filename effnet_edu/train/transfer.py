@@ -43,6 +43,8 @@ def init_problem(value: str) -> str | None:
     """Why ``value`` cannot be an ``--init-from`` (None when it can): a released name, or a file that exists."""
     if value in PRETRAINED:
         return None
+    if not value.strip():
+        return f"empty: give {OFFLINE} or the path of a weights file"
     path = Path(value)
     if path.is_dir():
         return f"{value} is a folder; give a weights file (e.g. {path / 'best.pt'}) or {OFFLINE}"
