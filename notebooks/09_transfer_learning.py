@@ -189,9 +189,9 @@ print(f"\n{results['cpu_seconds'] / 60:.0f} CPU minutes in all ({results['enviro
 # domains, where it works best.
 
 # %% [markdown]
-# A look inside, live (a few seconds). The stem's 32 filters are the first thing ImageNet taught Lite0: many
-# are oriented edge and colour-contrast detectors, which is exactly what the stripes of our dots need. A random
-# initialisation starts with noise there.
+# A look inside, live (a few seconds): the first 16 of the stem's 32 filters (3 x 3 pixels, RGB), the first
+# thing ImageNet taught Lite0. Several are oriented contrasts (a bright row or column against a dark one) or
+# colour-opponent detectors, what the stripes of our dots need; the random initialisation is noise.
 
 # %%
 from effnet_edu.train.transfer import init_from
@@ -273,9 +273,9 @@ print(f"{result['step']} steps; backbone tensors unchanged: {sum(same)} of {len(
 #    expect a Flowers-like photo dataset to follow more closely than ours does, and why?
 # 4. ★★★ Run `effnet-edu lab transfer --quick --out /tmp/t` (about a minute), then change one thing in
 #    `effnet_edu.lab.transfer.TRANSFER` (`steps` 100 -> 300, `resolution` 64 -> 96, or `backbone_lr_scale`
-#    0.1 -> 1.0) in a
-#    `replace(...)` (with `per_class=(10,)`) and call `T.reproduce("/tmp/t2", recipe=..., progress=print)`.
-#    Predict first: does the ImageNet advantage grow or shrink?
+#    0.1 -> 1.0) with `replace(T.TRANSFER, ..., per_class=(10,))` and run it with
+#    `T.reproduce("/tmp/t2", recipe=..., progress=print)` (a few CPU minutes). Predict first: does the ImageNet
+#    advantage grow or shrink? Does fine-tuning overtake the frozen probe?
 
 # %%
 from effnet_edu_widgets.checks import check_probe_params, check_transfer_gain

@@ -261,3 +261,21 @@ def test_notebook_checks_count_the_probe_from_the_model(capsys):
 
     assert check_probe_params(1280 * 16 + 16) and not check_probe_params(1280 * 16) and not check_probe_params(None)
     assert "not answered yet" in capsys.readouterr().out
+
+
+def test_stored_transfer_results_are_the_current_plans():
+    """The shipped transfer.json was made with today's recipe and holds every planned run (a recipe change needs
+    `effnet-edu lab transfer` again)."""
+    from dataclasses import asdict
+
+    from effnet_edu.lab import transfer as T
+
+    stored = T.results(Path(T.__file__).parent / "results")  # the package's, whatever EFFNET_EDU_LAB_RESULTS says
+    assert stored["complete"] and stored["recipe"] == json_ready(asdict(T.TRANSFER))
+    assert [e["name"] for e in stored["runs"]] == [r.key for r in T.plan()]
+    assert all(1 / 16 <= e["accuracy"] <= 1 for e in stored["runs"])  # nothing below chance on 2,000 test images
+
+
+def json_ready(value):
+    """Tuples as JSON stores them (lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
