@@ -159,7 +159,7 @@ def check_probe_params(answer: float | None, model: str = "lite0", classes: int 
     freeze_backbone(net)
     trained = sum(p.numel() for p in net.parameters() if p.requires_grad)
     total = sum(p.numel() for p in net.parameters())
-    ok = _close(answer, trained, 0.001)
+    ok = _close(answer, trained, 1e-9)  # a count: exact
     return _report(ok, f"the probe trains {trained:,} of {model}'s {total:,} parameters ({trained / total:.2%})" if ok
                    else f"how many parameters does --freeze-backbone train in {model} with {classes} classes?",
                    f"{net.config.head_channels} features x {classes} classes, plus the biases")
