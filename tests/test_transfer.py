@@ -227,8 +227,15 @@ def test_lab_transfer_runs_resume_from_their_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(T, "train_run", no_training)
     again = T.reproduce(tmp_path, recipe=recipe, data=data, progress=None)
-    assert [e["accuracy"] for e in again["runs"]] == [e["accuracy"] for e in first["runs"]]
-    assert T.results(tmp_path)["runs"] == again["runs"]
+    assert again == first == T.results(tmp_path)  # nothing retrained, the file (wall time, date) kept as it was
+    (tmp_path / T.RUNS / "scratch-n2-s0.json").unlink()  # a run lost: only it is trained again
+    trained = []
+    monkeypatch.undo()
+    real = T.train_run
+    monkeypatch.setattr(T, "train_run", lambda run, *a, **k: (trained.append(run.key), real(run, *a, **k))[1])
+    third = T.reproduce(tmp_path, recipe=recipe, data=data, progress=None)
+    assert trained == ["scratch-n2-s0"] and third["complete"]
+    assert [e["name"] for e in third["runs"]] == [e["name"] for e in first["runs"]]
 
 
 def test_lab_transfer_command_needs_a_folder_for_quick(capsys):

@@ -233,7 +233,8 @@ def reproduce(out: Path = RESULTS, quick: bool = False, progress=print, recipe: 
     start = time.perf_counter()
     for name in ("train", "test"):  # generate (or load) the splits once, before timing any run
         split(name, data)
-    entries, runs, results = [], plan(recipe), {}
+    entries: list[dict] = []
+    runs = plan(recipe)
     for i, run in enumerate(runs):
         path = runs_dir / f"{run.key}.json"
         if path.is_file():
@@ -241,13 +242,21 @@ def reproduce(out: Path = RESULTS, quick: bool = False, progress=print, recipe: 
         else:
             _, entry = train_run(run, recipe, data)
             _write_atomic(path, json.dumps(entry, indent=1) + "\n")
+            # transfer.json after every new run: a stopped reproduction leaves the finished part readable
+            partial = _collect(entries + [entry], recipe, data, time.perf_counter() - start, i + 1 == len(runs))
+            _write_atomic(Path(out) / FILE, json.dumps(partial, indent=1) + "\n")
         entries.append(entry)
         if progress is not None:
             progress(f"[{i + 1}/{len(runs)}] {run.key}: test accuracy {entry['accuracy']:.3f} "
                      f"({entry['cpu_seconds']:.0f} CPU s)")
-        # transfer.json after every run: a stopped reproduction leaves the finished part readable
-        results = _collect(entries, recipe, data, time.perf_counter() - start, complete=i + 1 == len(runs))
-        _write_atomic(Path(out) / FILE, json.dumps(results, indent=1) + "\n")
+    try:  # a rerun that trained nothing keeps the file as it was (its wall time and date)
+        stored = json.loads((Path(out) / FILE).read_text())
+        if stored.get("runs") == entries and stored.get("complete"):
+            return stored
+    except (OSError, ValueError):
+        pass
+    results = _collect(entries, recipe, data, time.perf_counter() - start, complete=True)
+    _write_atomic(Path(out) / FILE, json.dumps(results, indent=1) + "\n")
     return results
 
 
