@@ -286,3 +286,16 @@ def test_stored_transfer_results_are_the_current_plans():
 def json_ready(value):
     """Tuples as JSON stores them (lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
+
+
+def test_notebook_check_of_the_transfer_gain_reads_the_stored_runs(capsys):
+    import json
+
+    from effnet_edu.lab import transfer as T
+    from effnet_edu_widgets.checks import check_transfer_gain
+
+    runs = {e["name"]: e["accuracy"] for e in json.loads((T.RESULTS / T.FILE).read_text())["runs"]}
+    gain = 100 * (runs["imagenet-n10-s0"] - runs["scratch-n10-s0"])
+    assert check_transfer_gain(round(gain, 1)) and not check_transfer_gain(gain + 5)
+    assert not check_transfer_gain(3.0, per_class=7)  # no such runs: a message, not an exception
+    assert "no runs at 7 images per class" in capsys.readouterr().out
