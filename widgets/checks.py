@@ -213,3 +213,39 @@ def check_gain_per_doubling(answer: float | None, start: str = "b6", end: str = 
     return _report(ok, f"{start.upper()} -> {end.upper()}: {gain:.2f} points of top-1 per doubling of FLOPS" if ok
                    else f"top-1 points per doubling of FLOPS from {start.upper()} to {end.upper()}?",
                    "(top1_end - top1_start) / log2(FLOPS_end / FLOPS_start)")
+
+
+# -- notebook 09: transfer learning -----------------------------------------------------------------------------
+
+def check_probe_params(answer: float | None, model: str = "lite0", classes: int = 16) -> bool:
+    """Notebook 09, exercise 1: how many parameters a linear probe (``--freeze-backbone``) trains: the classifier's
+    head_channels x classes weights plus classes biases, counted on the built model with its backbone frozen."""
+    from effnet_edu.train.transfer import freeze_backbone
+
+    net = ee.build(model, num_classes=classes)
+    freeze_backbone(net)
+    trained = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in net.parameters())
+    ok = _close(answer, trained, 1e-9)  # a count: exact
+    return _report(ok, f"the probe trains {trained:,} of {model}'s {total:,} parameters ({trained / total:.2%})" if ok
+                   else f"how many parameters does --freeze-backbone train in {model} with {classes} classes?",
+                   f"{net.config.head_channels} features x {classes} classes, plus the biases")
+
+
+def check_transfer_gain(answer: float | None, per_class: int = 10) -> bool:
+    """Notebook 09, exercise 2: how many percentage points the ImageNet initialisation adds to the test accuracy
+    over training from scratch at ``per_class`` images per class (the stored ``lab transfer`` results)."""
+    from effnet_edu.lab.transfer import curves
+
+    table = {init: dict(points) for init, points in curves().items()}
+    if per_class not in table.get("imagenet", {}) or per_class not in table.get("scratch", {}):
+        sizes = sorted(set(table.get("imagenet", {})) & set(table.get("scratch", {})))
+        return _report(False, f"the stored results have no runs at {per_class} images per class (they have "
+                              f"{', '.join(map(str, sizes)) or 'none'})")
+    gain = 100 * (table["imagenet"][per_class] - table["scratch"][per_class])
+    ok = _close(answer, gain, 0.05)
+    if ok is False and isinstance(answer, (int, float)):
+        ok = abs(answer - gain) <= 0.5  # half a point either way: read off a plot
+    return _report(ok, f"at {per_class} images per class, ImageNet weights add {gain:+.1f} points" if ok else
+                   f"how many points does ImageNet add at {per_class} images per class?",
+                   "imagenet minus scratch, in percentage points")

@@ -2,8 +2,9 @@
 
 A generated dataset where depth, width and resolution each matter (``data``), three small network families and
 the scaling multipliers that address them (``families``), one short training recipe (``train``), the paper's
-experiments as data (``experiments``), the reproduction command (``run``), Table 7's CAM scores (``table7``) and
-the stored results (``store``).
+experiments as data (``experiments``), the reproduction command (``run``), Table 7's CAM scores (``table7``),
+the stored results (``store``), and transfer learning from the ImageNet Lite0 weights against training from
+scratch (``transfer``: Section 5.3, Tables 5-6, in miniature).
 
     >>> from effnet_edu import lab
     >>> rows = lab.entries(experiment="fig3")        # the stored results of Figure 3's models

@@ -6,6 +6,7 @@
     effnet-edu lab eval --phi 1 --alpha 1.2 --beta 1.1 --gamma 1.15 --json   # a sub-network of the elastic network
     effnet-edu lab cam --width 2 --resolution 96 test:7 --json               # its class activation map
     effnet-edu lab elastic-train [--quick --out DIR]                          # train the elastic network (resumable)
+    effnet-edu lab transfer [--quick] [--out DIR]      # ImageNet Lite0 fine-tuned vs from scratch (Section 5.3)
 
 Widths and depths are multipliers of the family's baseline (C0 for EfficientNet); the resolution is in pixels.
 """
@@ -46,6 +47,12 @@ def add_lab_command(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the results as JSON when done")
     p.set_defaults(func=cmd_reproduce)
 
+    p = commands.add_parser("transfer", help="fine-tune the ImageNet Lite0 weights on the lab's dataset against "
+                                             "training from scratch, across training-set sizes (resumable)")
+    p.add_argument("--quick", action="store_true", help="a reduced version (about a minute); needs --out")
+    p.add_argument("--out", type=Path, help="results folder (default: the package's stored results)")
+    p.add_argument("--json", action="store_true", help="print transfer.json when done")
+    p.set_defaults(func=cmd_transfer)
     p = commands.add_parser("eval", help="a sub-network of the elastic network: params, MACs, test accuracy, "
                                          "CAM localisation")
     _add_point_options(p)
@@ -265,3 +272,24 @@ def cmd_elastic_train(args) -> None:
     print(f"trained in {info['train_seconds'] / 60:.1f} min; against the from-scratch models: mean |difference| "
           f"{summary['mean_abs_difference']:.1f} points, worst {summary['worst_abs_difference']:.1f}, Kendall tau "
           f"{summary['kendall_tau']:.2f}; written to {out}")
+def cmd_transfer(args) -> None:
+    from ..cli import UserError
+    from .store import RESULTS
+    from .transfer import FILE, curves, reproduce
+
+    if args.quick and args.out is None:
+        raise UserError("--quick writes a reduced experiment: give it a folder with --out (the stored results "
+                        "stay as they are)")
+    out = args.out or RESULTS
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    results = reproduce(out, quick=args.quick, progress=None if args.json else print)
+    if args.json:
+        print(json.dumps(results, indent=1))
+        return
+    table = curves(results)
+    print(f"{'images/class':>12}" + "".join(f"{init:>10}" for init in table))
+    for i, (n, _) in enumerate(next(iter(table.values()))):
+        print(f"{n:>12}" + "".join(f"{points[i][1]:>10.3f}" for points in table.values()))
+    print(f"{len(results['runs'])} runs, {results['cpu_seconds'] / 60:.1f} CPU minutes; "
+          f"results in {out / FILE}")

@@ -31,6 +31,10 @@ class TrainConfig:
     dropout: float | None = None  # None: the model's own, 0.2 (B0) .. 0.5 (B7), before the FC layer
     drop_path: float = 0.2  # stochastic depth of the last block: survival probability 0.8 (Section 5.2)
     bn_momentum: float = 0.99  # "batch norm momentum 0.99" (Section 5.2), TF's convention: torch momentum 0.01
+    # --- transfer learning (Section 5.3: "take ImageNet pretrained checkpoints and finetune on new datasets") ---
+    init_from: str | None = None  # lite0/lite1/lite2 (offline ImageNet weights) or a weights file; a fresh classifier
+    freeze_backbone: bool = False  # train the classifier only (needs --init-from); frozen BatchNorm keeps its stats
+    backbone_lr_scale: float = 1.0  # backbone lr = this x the classifier's (needs --init-from), e.g. 0.1
     # --- optimisation: RMSProp with TF semantics (official code) ---
     epochs: float = 350.0  # "about 350 epochs" (official code: 350)
     batch_size: int = 4096  # GLOBAL images per optimizer step (all processes x accumulation); paper: 4096 on TPU
@@ -90,6 +94,7 @@ LIMITS = {
     "randaugment_n": AT_LEAST_0, "randaugment_m": (lambda v: 0 <= v <= 30, "in 0..30"),  # torchvision: 31 bins
     "minival_size": AT_LEAST_0, "num_workers": AT_LEAST_0, "seed": AT_LEAST_0, "accumulate": AT_LEAST_1,
     "checkpoint_every": AT_LEAST_0, "max_steps": AT_LEAST_0, "eval_every": AT_LEAST_1, "log_every": AT_LEAST_1,
+    "backbone_lr_scale": (lambda v: 0 < v <= 1, "in (0, 1]"),  # 1: the same rate as the classifier
 }
 CHOICES = {"augment": ("autoaugment", "randaugment", "none"), "precision": ("auto", "fp32", "bf16", "fp16")}
 
@@ -121,6 +126,10 @@ def problem(name: str, value) -> str | None:
         return None
     if name == "device":
         return device_problem(value)
+    if name == "init_from":
+        from .transfer import init_problem
+
+        return init_problem(value)
     if name in CHOICES and value not in CHOICES[name]:
         return f"expected one of {', '.join(CHOICES[name])}, got {value!r}"
     if isinstance(value, float) and not math.isfinite(value):
@@ -136,6 +145,16 @@ def check(config: TrainConfig) -> None:
         why = problem(f.name, getattr(config, f.name))
         if why:
             raise TrainError(f"{f.name}: {why}")
+    if config.init_from is None and (config.freeze_backbone or config.backbone_lr_scale != 1):
+        option = "--freeze-backbone" if config.freeze_backbone else "--backbone-lr-scale"
+        from .transfer import PRETRAINED
+
+        raise TrainError(f"{option} needs pretrained weights to keep: add --init-from ({', '.join(PRETRAINED)} or a "
+                         f"weights file); from scratch, every layer has to learn")
+    if config.freeze_backbone and config.backbone_lr_scale != 1:
+        raise TrainError(f"--freeze-backbone trains the classifier only, so --backbone-lr-scale "
+                         f"{config.backbone_lr_scale:g} would scale nothing: give one of the two")
+
 
 
 def field_help() -> dict[str, str]:

@@ -87,11 +87,12 @@ def minival_split(samples: list[tuple[str, int]], size: int = 25000, seed: int =
 
 
 def augment_transform(resolution: int, augment: str = "autoaugment", randaugment_n: int = 2,
-                      randaugment_m: int = 9) -> T.Compose:
+                      randaugment_m: int = 9, source: str = "ours") -> T.Compose:
     """The recipe's training transform: ``images.train_transform`` (random-resized crop: area 8%-100%, aspect
-    3/4-4/3, bicubic; flip; normalise) with AutoAugment's ImageNet policy (Section 5.2) inserted after the flip, or
-    RandAugment, or nothing. The policy goes before ToTensor because torchvision's policies work on the 0..255 image."""
-    transform = images.train_transform(resolution)
+    3/4-4/3, bicubic; flip; normalise for the weights ``source``) with AutoAugment's ImageNet policy (Section 5.2)
+    inserted after the flip, or RandAugment, or nothing. The policy goes before ToTensor because torchvision's
+    policies work on the 0..255 image."""
+    transform = images.train_transform(resolution, source)
     if augment == "autoaugment":
         transform.transforms.insert(2, T.AutoAugment(T.AutoAugmentPolicy.IMAGENET))
     elif augment == "randaugment":

@@ -35,7 +35,7 @@ from torch import nn
 
 from ..arch import resolve
 from ..model import EfficientNet
-from ..weights import save_weights, weights_meta
+from ..weights import WeightsError, save_weights, weights_meta
 from .config import TrainConfig, TrainError, check
 from .data import (
     DataError,
@@ -49,6 +49,7 @@ from .data import (
 from .gpu_data import GpuLoader, check_decode_on, gpu_train_loader
 from .optim import EMA, RMSpropTF, lr_at, param_groups
 from .output import Log, OutputLock, claim_output
+from .transfer import freeze_backbone, init_from, train_mode
 
 # ----------------------------------------------------------------------------- processes and devices
 
@@ -132,7 +133,18 @@ def autocast(config: TrainConfig, device: torch.device):
 # ----------------------------------------------------------------------------- model and data
 
 def build_model(config: TrainConfig, num_classes: int) -> EfficientNet:
-    return EfficientNet(model_config(config, num_classes))
+    """The network to train: fresh, or (``--init-from``) with a pretrained backbone and a fresh classifier, its
+    backbone frozen with ``--freeze-backbone``."""
+    model = EfficientNet(model_config(config, num_classes))
+    if config.init_from is None:
+        return model
+    try:
+        model = init_from(model, config.init_from)
+    except WeightsError as exc:
+        raise TrainError(f"--init-from {config.init_from}: {' '.join(str(exc).split())}") from None
+    if config.freeze_backbone:
+        freeze_backbone(model)
+    return model
 
 
 def model_config(config: TrainConfig, num_classes: int):
@@ -146,13 +158,23 @@ def model_config(config: TrainConfig, num_classes: int):
                    drop_path=config.drop_path, **extra)
 
 
-def build_datasets(config: TrainConfig, resolution: int) -> dict:
-    """train / minival (held out of train) / val (if DATA/val exists) datasets and the class names."""
+def build_datasets(config: TrainConfig, resolution: int, source: str = "ours", scanned: dict | None = None) -> dict:
+    """train / minival (held out of train) / val (if DATA/val exists) datasets and the class names. ``source``:
+    the weights source whose input normalisation the images get (``weights.SOURCES``; "lite" when fine-tuning
+    the Lite checkpoints, which expect (x - 127) / 128). ``scanned``: datasets built before, whose file lists are
+    reused with the new normalisation (a folder of a million images is scanned once)."""
+    augment = augment_transform(resolution, config.augment, config.randaugment_n, config.randaugment_m, source)
+    test = eval_transform(resolution, source)
+    if scanned is not None:
+        out = dict(scanned)
+        for name in ("train", "minival", "val"):
+            if name in out:
+                old = out[name]
+                out[name] = FolderDataset(old.samples, augment if name == "train" else test, old.seed, old.skip_bad)
+        return out
     root = Path(config.data)
     samples, classes, empty = scan_folder(root / "train")
     train_ix, minival_ix = minival_split(samples, config.minival_size, config.seed)
-    augment = augment_transform(resolution, config.augment, config.randaugment_n, config.randaugment_m)
-    test = eval_transform(resolution)
     out = {"classes": classes, "empty": empty,
            "train": FolderDataset([samples[i] for i in train_ix], augment, config.seed, config.skip_bad_images),
            "minival": FolderDataset([samples[i] for i in minival_ix], test, skip_bad=config.skip_bad_images)}
@@ -289,6 +311,9 @@ class Trainer:
                              f"--batch-size {fit} (4 or more steps per epoch)")
         torch.manual_seed(c.seed)
         model: nn.Module = build_model(c, c.num_classes or len(self.classes))
+        source = getattr(model, "weights_source", "ours")
+        if source != "ours":  # pretrained weights expect their own input normalisation (Lite: (x - 127) / 128)
+            data = build_datasets(c, resolution, source, scanned=data)
         if c.sync_bn and self.world > 1:
             model = convert_sync_bn(model, device)
         model.to(device)
@@ -296,8 +321,8 @@ class Trainer:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.amp, fp16 = autocast(c, device)
-        optimizer = RMSpropTF(param_groups(model, c.weight_decay, c.decay_biases), lr=0.0, decay=c.rmsprop_decay,
-                              momentum=c.momentum, eps=c.eps)
+        optimizer = RMSpropTF(param_groups(model, c.weight_decay, c.decay_biases, c.backbone_lr_scale), lr=0.0,
+                              decay=c.rmsprop_decay, momentum=c.momentum, eps=c.eps)
         self.run = Run(model, EMA(model, c.ema_decay, c.ema_warmup), optimizer,
                        torch.amp.GradScaler(device.type, enabled=fp16))
         self.peak_lr = c.lr_per_256 * c.batch_size / 256  # linear scaling: 0.256 at batch 4096
@@ -412,7 +437,7 @@ class Trainer:
         c, run = self.config, self.run
         lr = lr_at(run.step, self.steps_per_epoch, self.peak_lr, c.warmup_epochs, c.decay_epochs, c.decay_rate)
         for group in run.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # --backbone-lr-scale: the backbone's groups go slower
         loss_sum = torch.zeros((), device=self.device)  # stays on the device: no sync per step
         for micro_step in range(c.accumulate):
             t0 = time.perf_counter()
@@ -508,7 +533,7 @@ class Trainer:
                         print("no progress bar: pip install 'effnet-edu[train]' (tqdm); log.csv has every number")
             while run.step < self.last_step:
                 self.sampler.set_epoch(run.epoch, run.batch_in_epoch)
-                run.model.train()
+                train_mode(run.model)  # model.train(), but a frozen backbone keeps its BatchNorm statistics
                 batches = iter(self.loader)
                 for _ in range(run.batch_in_epoch, self.steps_per_epoch):  # the rest of this epoch
                     self.iteration(batches)

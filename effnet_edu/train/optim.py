@@ -74,18 +74,43 @@ def lr_at(step: int, steps_per_epoch: float, peak_lr: float, warmup_epochs: floa
     return peak_lr * decay_rate ** math.floor(step / (decay_epochs * steps_per_epoch))
 
 
-def param_groups(model: nn.Module, weight_decay: float, decay_biases: bool = True) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, decay_biases: bool = True,
+                 backbone_lr_scale: float = 1.0) -> list[dict]:
     """Two groups: weights that get the L2 term, and BatchNorm parameters that don't (the official code filters
     variables named 'batch_normalization'). Biases (SE convs, FC) are decayed like the official code unless
-    ``decay_biases`` is False (the common modern choice; it makes no measurable difference at wd = 1e-5)."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+    ``decay_biases`` is False (the common modern choice; it makes no measurable difference at wd = 1e-5).
+
+    Parameters that need no gradient (a frozen backbone, ``transfer.freeze_backbone``) are left out: they are
+    neither updated nor decayed. With ``backbone_lr_scale`` != 1 (fine-tuning pretrained weights more gently than
+    the fresh classifier) each group is split in two, backbone and classifier. Every group carries ``lr_scale``:
+    the trainer sets ``lr = schedule(step) * lr_scale``."""
+    if not 0 < backbone_lr_scale <= 1:
+        raise ValueError(f"backbone_lr_scale must be in (0, 1], got {backbone_lr_scale}")
+    split = backbone_lr_scale != 1.0
+    classifier = _classifier_ids(model) if split else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}  # (decayed, in the classifier) -> parameters
     for module in model.modules():
         is_bn = isinstance(module, nn.modules.batchnorm._BatchNorm)
         for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
             skip = is_bn or (name == "bias" and not decay_biases)
-            (no_decay if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            groups.setdefault((not skip, id(p) in classifier), []).append(p)
+    out = []
+    for decayed in (True, False):
+        for in_classifier in ((False, True) if split else (False,)):
+            params = groups.get((decayed, in_classifier), [])
+            if split and not params:
+                continue
+            out.append({"params": params, "weight_decay": weight_decay if decayed else 0.0,
+                        "lr_scale": 1.0 if in_classifier or not split else backbone_lr_scale})
+    return out
+
+
+def _classifier_ids(model: nn.Module) -> set[int]:
+    from .transfer import classifier_parameters  # the one definition of "the classifier"
+
+    return {id(p) for p in classifier_parameters(model)}
 
 
 class EMA:
