@@ -234,3 +234,17 @@ def test_explorer_without_weights_says_so(tmp_path):
     # phi = 1: w 1.1, d 1.2, 74 px; the counts still show
     assert x.state["params"] == count(width=0.275, depth=0.3, resolution=74, num_classes=16).params
     assert f"{x.state['params']:,}" in x.readout.value
+
+
+def test_scratch_points_are_the_labs_efficientnets_inside_the_box():
+    from effnet_edu import lab
+
+    rows = E.scratch_points(lab.entries())
+    names = [n for r in rows for n in r["names"]]
+    assert names and all(n.startswith("effnet-") for n in names)  # not Table 3's MobileNetV2/ResNet
+    assert all(E.check_point(r["point"]) for r in rows)
+    c0 = next(r for r in rows if r["point"] == E.SMALLEST)
+    seeds = lab.entries(experiment="c0")
+    assert c0["seeds"] == len(seeds) == 3
+    assert c0["accuracy"] == pytest.approx(100 * sum(e["accuracy"] for e in seeds) / 3)
+    assert not any(r["point"].depth > 2 for r in rows)  # Figure 3's depth 3, 4, 6 lie outside the box

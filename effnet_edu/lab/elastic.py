@@ -385,6 +385,8 @@ def scratch_points(entries: list[dict]) -> list[dict]:
     percent), val accuracy, seeds, names."""
     by_point: dict[Point, list[dict]] = {}
     for e in entries:
+        if e["family"] != "effnet":  # Table 3's MobileNetV2 and ResNet share the multipliers, not the network
+            continue
         point = Point("effnet", float(e["width"]), float(e["depth"]), int(e["resolution"]))
         try:
             check_point(point)
