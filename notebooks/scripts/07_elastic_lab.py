@@ -105,7 +105,7 @@ shared = E.shared_weights()
 small = E.extract(E.SMALLEST, recalibrate=False)
 name = "stages.stage4.0.expand.conv.weight"
 print(f"{name}: shared {tuple(shared[name].shape)}, C0 {tuple(small.get_parameter(name).shape)}, "
-      f"equal to the leading slice: {torch.equal(small.get_parameter(name), shared[name][:96, :24])}")
+      f"equal to the first 48 x 8 of it: {torch.equal(small.get_parameter(name), shared[name][:48, :8])}")
 print(f"C0 cut from the shared weights has {sum(p.numel() for p in small.parameters()):,} parameters, like C0")
 
 # %% [markdown]
@@ -321,7 +321,7 @@ print(f"stored: winner {tuple(stored['best'])}, Kendall tau against the scratch 
 from effnet_edu_widgets.checks import check_elastic_macs_per_param
 
 my_answer = None  # "smallest", "largest", "widest at 64 px", "deepest at 64 px" or "C0 at 128 px"
-check_elastic_macs_per_param(my_answer)
+check_elastic_macs_per_param(my_answer);
 
 # %% [markdown]
 # <details><summary>Model answer to exercise 1</summary>
