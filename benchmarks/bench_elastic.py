@@ -7,7 +7,7 @@ and an already-visited point in <= 100 ms, on 2 CPU threads.
 The explorer is driven from Python exactly as a slider would drive it (setting ``phi``): first every position once
 (new points), then every position again (revisits). The reference, run in the same process on the same points, is
 the least any implementation must pay for a new point: one plain forward pass of the already-built sub-network over
-the same 512 calibration + 500 test images. The ratio says how much the explorer adds to that.
+the same 256 calibration + 500 test images. The ratio says how much the explorer adds to that.
 """
 
 from __future__ import annotations

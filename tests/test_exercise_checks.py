@@ -66,3 +66,23 @@ def test_scaling_prediction_uses_the_counted_growth():
     growth = macs(ee.resolve(phi=1)) / macs(ee.resolve("b0"))
     assert checks.check_scaling_prediction(growth)
     assert not checks.check_scaling_prediction(1.92 * 0.8)
+
+
+def test_elastic_macs_per_param_against_built_models(capsys):
+    # Oracle: built networks, counted by torch (parameters) and the flop counter (multiply-adds = FLOPs / 2).
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def ratio(w, d, r):
+        model = ee.build(width=0.25 * w, depth=0.25 * d, num_classes=16).eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.zeros(1, 3, r, r))
+        return counter.get_total_flops() / 2 / sum(p.numel() for p in model.parameters())
+
+    corners = {"smallest": (1, 1, 64), "largest": (2, 2, 128), "widest at 64 px": (2, 1, 64),
+               "deepest at 64 px": (1, 2, 64), "C0 at 128 px": (1, 1, 128)}
+    best = max(corners, key=lambda k: ratio(*corners[k]))
+    assert checks.check_elastic_macs_per_param(best)
+    assert not checks.check_elastic_macs_per_param("largest")
+    assert checks.check_elastic_macs_per_param(None) is False
+    unanswered = capsys.readouterr().out.splitlines()[-1]
+    assert "not answered yet" in unanswered and "MACs per parameter (" not in unanswered  # no answer table shown

@@ -160,9 +160,11 @@ def check_elastic_macs_per_param(answer: str | None) -> bool:
              for name, (w, d, r) in corners.items()}
     best = max(ratio, key=ratio.__getitem__)
     ok = None if answer is None else str(answer).strip().lower() == best.lower()
+    if not ok:  # the answer stays hidden until it is found
+        return _report(ok, f"which of {', '.join(corners)} has the most MACs per parameter?",
+                       "which multiplier adds multiply-adds without adding weights?")
     table = ", ".join(f"{name} {value:.0f}" for name, value in ratio.items())
-    return _report(ok, f"{best!r} has the most MACs per parameter ({table})",
-                   "which multiplier adds multiply-adds without adding weights?")
+    return _report(ok, f"{best!r} has the most MACs per parameter ({table})")
 
 
 # -- notebook 08: latency and cost ----------------------------------------------------------------------------------

@@ -141,7 +141,7 @@ plt.tight_layout();
 #
 # A BatchNorm layer normalises with the mean and variance it saw in training. A narrower, shallower or
 # lower-resolution sub-network produces different statistics at every layer, so no single stored set fits all of
-# them. `extract` therefore recomputes them for each sub-network from a fixed calibration set (512 generated
+# them. `extract` therefore recomputes them for each sub-network from a fixed calibration set (256 generated
 # images, never the test images), as Once-for-All does. The weights stay untouched.
 #
 # **Predict first.** C0 cut out of the shared weights, but normalised with the *largest* network's statistics
@@ -196,10 +196,10 @@ right.legend()
 plt.tight_layout();
 
 # %% [markdown]
-# **How to read this.** Both goals are missed by far: 24 of the 27 sub-networks are 8-46 points *better* than the
+# **How to read this.** Both goals are missed by far: 24 of the 27 sub-networks are 9-46 points *better* than the
 # model trained from scratch at their point, and the two rankings are unrelated (tau near 0). The scratch models are
 # a poor yardstick here. They were trained for 3 epochs (notebook 06), too few for the deeper ones to train at all
-# (depth 2 at 64 px: 38.8% from scratch, 84.1% cut from the shared weights), and C0's three seeds span 18 points.
+# (depth 2 at 64 px: 38.8% from scratch, 83.8% cut from the shared weights), and C0's three seeds span 18 points.
 # The shared weights saw 10 epochs, and every sub-network learned from the largest network's predictions, which is
 # what in-place distillation is for. So a sub-network's accuracy estimates what a well-trained network of that
 # shape reaches, not what the lab's short recipe reaches, and the validation this section was meant to give is
@@ -208,12 +208,12 @@ plt.tight_layout();
 # Two weaknesses of the shared weights show as well:
 # - the accuracies are flat (75-94%) across a box whose MACs vary six-fold, so they rank points poorly;
 # - corners other than the smallest and the largest are the weakest. Along C0's resolution edge (width 1, depth 1)
-#   accuracy even *falls* with resolution, from 87.8% at 64 px to 77.6% at 128 px, where training from scratch
+#   accuracy even *falls* with resolution, from 87.8% at 64 px to 77.7% at 128 px, where training from scratch
 #   rises from 55% to 86%; width 2 at 64 px scores 75.4%. The sandwich rule trains only the two extreme corners at
 #   every step, and uniformly drawn random points rarely come near the others. Drawing the corners more often, or
 #   Once-for-All's progressive shrinking, are the next things to try (exercise 4).
 #
-# Localisation follows the grid, as in notebook 06: the pointing game is 1-8% at 64 px (a 2x2 map) and 22-57% from
+# Localisation follows the grid, as in notebook 06: the pointing game is 1-9% at 64 px (a 2x2 map) and 22-57% from
 # 70 px up (3x3 and 4x4 maps).
 #
 # ## 5 · The live explorer
@@ -310,7 +310,7 @@ print(f"stored: winner {tuple(stored['best'])}, Kendall tau against the scratch 
 #    (it counts without running anything) and check with `check_elastic_macs_per_param` below.
 # 2. ★★ With the lock on at budget 2, move alpha from 1 to 2 at phi = 1. Where is accuracy highest? Is the
 #    difference to the paper's (1.2, 1.1, 1.15) larger than the 2-point standard error of the live score?
-# 3. ★★ Recalibrate C0 on only 32 images instead of 512 (`E.precise_bn(model, E.calibration_images(64)[:32])` on
+# 3. ★★ Recalibrate C0 on only 32 images instead of 256 (`E.precise_bn(model, E.calibration_images(64)[:32])` on
 #    `model = E.extract(E.SMALLEST, recalibrate=False)`) and score it as section 3 scores the naive model. How
 #    much does it lose?
 # 4. ★★★ Section 4 found the corners (C0 at 128 px, width 2 at 64 px) weaker than their neighbours. Measure it:
