@@ -45,6 +45,37 @@ def test_choice_and_front():
     assert S.choose(entries, 2e6, -0.5)["name"] == "a"
 
 
+def test_the_choice_lies_on_the_front_moves_monotonically_in_w_and_ignores_t():
+    """Properties of the formula on random entries: for w <= 0 a dominated entry never wins; as w falls the chosen
+    MACs never rise (log reward = log ACC + w log MACs + const); with one w, T is a constant factor."""
+    import random
+
+    rng = random.Random(0)
+    for _ in range(50):
+        entries = [{"name": str(i), "macs": rng.randint(1, 8) * 1e6, "val_accuracy": rng.uniform(0.05, 0.5)}
+                   for i in range(15)]
+        front = {e["name"] for e in S.pareto(entries)}
+        picks = [S.choose(entries, 2e6, w) for w in (0.0, -0.07, -0.2, -0.5, -1.0, -3.0)]
+        assert all(p["name"] in front for p in picks)
+        assert all(a["macs"] >= b["macs"] for a, b in zip(picks, picks[1:]))
+        assert S.choose(entries, 1e6)["name"] == S.choose(entries, 4e6)["name"] == picks[1]["name"]
+    # MnasNet's hard constraint (w = 0 below T, -1 above): T becomes a budget
+    entries = [{"name": "small", "macs": 1e6, "val_accuracy": 0.40}, {"name": "big", "macs": 3e6, "val_accuracy": 0.45}]
+    assert S.choose(entries, 1e6, 0.0, w_above=-1.0)["name"] == "small"  # big: 0.45 / 3 = 0.15
+    assert S.choose(entries, 3e6, 0.0, w_above=-1.0)["name"] == "big"
+
+
+def test_notebook_checks(capsys):
+    from effnet_edu_widgets import checks
+
+    assert checks.check_tie_ratio(2 ** 0.07) and checks.check_tie_ratio(1.1019, macs_ratio=4)  # 4^0.07 by hand
+    assert not checks.check_tie_ratio(2.0) and not checks.check_tie_ratio(None)
+    assert checks.check_choice_prediction("same", target=4e6)  # a single w: T cannot move the choice
+    assert not checks.check_choice_prediction("costlier", target=4e6)
+    assert checks.check_choice_prediction(None) is False
+    assert "not answered yet" in capsys.readouterr().out
+
+
 def test_sampling_is_deterministic_for_a_seed():
     a, b, c = S.random_candidates(12, seed=3), S.random_candidates(12, seed=3), S.random_candidates(12, seed=4)
     assert a == b and a != c
@@ -142,6 +173,17 @@ def test_search_is_deterministic_and_resumable(tmp_path, monkeypatch):
     assert marked in again["candidates"] and again["w"] == -0.5
     assert trained(again) == [e | {"val_accuracy": 0.999} if e["name"] == marked["name"] and e["seed"] == marked["seed"]
                               else e for e in trained(a)]
+    # a folder holding only search.json (the package's stored results) re-ranks without training anything
+    for path in (tmp_path / "b" / "search-runs").glob("*.json"):
+        path.unlink()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a stored candidate was trained again")
+
+    monkeypatch.setattr(S, "evaluate", no_training)
+    reranked = S.run_search(tmp_path / "b", quick=True, seed=5, candidates=2, w=0.0, target=1e6)
+    assert reranked["candidates"] == b["candidates"] and (reranked["w"], reranked["target_macs"]) == (0.0, 1e6)
+    assert reranked["chosen"] == max(reranked["candidates"][2:], key=lambda e: (e["val_accuracy"], -e["macs"]))["name"]
 
 
 @pytest.mark.parametrize("argv, message", [

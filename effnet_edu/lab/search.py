@@ -21,13 +21,13 @@ Here, at classroom scale:
   3,840 training images, and scored on the lab's validation split (never the test split). Ranking by a short
   proxy is what MnasNet does too (5 epochs on ImageNet instead of hundreds); it is noisy, and C0 is trained with
   three seeds to show how noisy.
-- **the search**: random search. Regularised evolution (Real et al., 2019) beats random search when thousands of
-  candidates are evaluated; a laptop's 20 minutes buys a few dozen, where the two are known to be close (Real et
-  al.'s own comparison starts to separate only after hundreds of models) and the proxy's noise is larger than
-  what evolution would gain. Random search has a second, teaching advantage: its candidates do not depend on T or
-  w, so the stored candidates are a fair sample of the space for *any* T and w, and the notebook can recompute
-  the reward's argmax for other trade-offs without training again (an evolved population would be biased
-  towards the T and w it was run with).
+- **the search**: random search. Regularised evolution (Real et al., 2019) improves on random search by
+  exploiting what it has learnt, an advantage that grows with the number of models evaluated; a laptop's 20
+  minutes buys a few dozen, and with a one-epoch proxy the noise between seeds is as large as the differences
+  between neighbours (C0's seeds show it), so evolution would mostly be selecting noise. Random search has a
+  second, teaching advantage: its candidates do not depend on T or w, so the stored candidates are a fair sample
+  of the space for *any* T and w, and the notebook can recompute the reward's argmax for other trade-offs without
+  training again (an evolved population crowds around the T and w it was run with).
 
     effnet-edu lab search                       # about 25 minutes on one busy core; resumable
     effnet-edu lab search --quick --out /tmp/s  # a reduced search in a minute or two
@@ -134,9 +134,27 @@ def build_candidate(candidate: Candidate, num_classes: int = len(CLASSES), dropo
     return EfficientNet(config(candidate, num_classes, dropout))
 
 
-def reward(accuracy: float, macs: float, target: float = TARGET, w: float = PAPER_W) -> float:
-    """Section 4's optimisation goal, ACC(m) x [FLOPS(m) / T]^w (FLOPS = multiply-adds, T the target)."""
-    return accuracy * (macs / target) ** w
+def describe(candidate: Candidate) -> str:
+    """The candidate as Table 1's rows (stages 2-8 at 64 px), one line each."""
+    from ..arch import stages
+
+    lines = [f"{'stage':<7}{'operator':<10}{'kernel':>7}{'SE':>5}{'resolution':>12}{'channels':>10}{'layers':>8}"]
+    for row, choice in zip(stages(config(candidate))[1:-1], candidate):
+        lines.append(f"{row.name:<7}{row.operator:<10}{f'{row.kernel_size}x{row.kernel_size}':>7}"
+                     f"{'yes' if choice.se else 'no':>5}{f'{row.resolution}x{row.resolution}':>12}"
+                     f"{row.out_channels:>10}{row.layers:>8}")
+    return "\n".join(lines)
+
+
+def reward(accuracy: float, macs: float, target: float = TARGET, w: float = PAPER_W,
+           w_above: float | None = None) -> float:
+    """Section 4's optimisation goal, ACC(m) x [FLOPS(m) / T]^w (FLOPS = multiply-adds, T the target).
+
+    With one w (the paper's), T multiplies every reward by the same constant T^-w, so it cannot change which
+    network wins. MnasNet's general form (Tan et al., 2019, eq. 2) uses w = alpha at or below T and w = beta above;
+    ``w_above`` is that beta (None: the paper's single w). alpha = 0, beta = -1 is MnasNet's hard constraint."""
+    exponent = w if w_above is None or macs <= target else w_above
+    return accuracy * (macs / target) ** exponent
 
 
 def sample(rng: random.Random) -> Candidate:
@@ -171,9 +189,9 @@ def evaluate(candidate: Candidate, seed: int = 0, recipe: Recipe = PROXY) -> dic
             "val_accuracy": accuracy(model, resized("val", RESOLUTION, recipe), split("val", recipe)[2]), **stats}
 
 
-def choose(entries: list[dict], target: float = TARGET, w: float = PAPER_W) -> dict:
+def choose(entries: list[dict], target: float = TARGET, w: float = PAPER_W, w_above: float | None = None) -> dict:
     """The entry with the highest reward (ties: the cheaper one)."""
-    return max(entries, key=lambda e: (reward(e["val_accuracy"], e["macs"], target, w), -e["macs"]))
+    return max(entries, key=lambda e: (reward(e["val_accuracy"], e["macs"], target, w, w_above), -e["macs"]))
 
 
 def pareto(entries: list[dict]) -> list[dict]:
@@ -197,7 +215,8 @@ def run_search(out: Path = RESULTS, *, quick: bool = False, seed: int = 0, targe
 
     Resumable: each evaluated candidate is a file ``out/search-runs/<name>-s<seed>-<recipe>.json``, written
     atomically; a killed search continues where it stopped, and a finished one (or one with another T or w, which
-    change no training) only rewrites ``search.json``."""
+    change no training) only rewrites ``search.json``. Entries of an earlier ``out/search.json`` with the same
+    proxy recipe count as finished runs too."""
     from .run import _progress, _write_atomic
 
     recipe = QUICK_PROXY if quick else PROXY
@@ -206,6 +225,15 @@ def run_search(out: Path = RESULTS, *, quick: bool = False, seed: int = 0, targe
     runs = Path(out) / "search-runs"
     runs.mkdir(parents=True, exist_ok=True)
     tag = _recipe_tag(recipe)
+    # A search.json already in ``out`` made with the same proxy (the stored results, say) counts as cached runs:
+    # re-ranking the package's stored search for another T or w trains nothing.
+    previous = {}
+    try:
+        old = json.loads((Path(out) / "search.json").read_text())
+        if old.get("proxy") == asdict(recipe):
+            previous = {(e["name"], e["seed"]): e for e in old["candidates"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none there, or unreadable: train
     start = time.perf_counter()
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -218,6 +246,8 @@ def run_search(out: Path = RESULTS, *, quick: bool = False, seed: int = 0, targe
             path = runs / f"{key(candidate)}-s{s}-{tag}.json"
             if path.exists():
                 entry = json.loads(path.read_text())
+            elif (key(candidate), s) in previous:
+                entry = previous[key(candidate), s]
             else:
                 entry = evaluate(candidate, s, recipe)
                 _write_atomic(path, lambda p: p.write_text(json.dumps(entry, indent=1) + "\n"))
