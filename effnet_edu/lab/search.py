@@ -166,7 +166,8 @@ def sample(rng: random.Random) -> Candidate:
 def random_candidates(n: int, seed: int = 0) -> list[Candidate]:
     """``n`` distinct random candidates, C0's shape excluded (it is evaluated on its own); the same for a seed."""
     rng = random.Random(seed)
-    seen, out = {c0_shape()}, []
+    seen: set[Candidate] = {c0_shape()}
+    out: list[Candidate] = []
     while len(out) < n:
         candidate = sample(rng)
         if candidate not in seen:
