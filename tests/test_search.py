@@ -201,6 +201,10 @@ def test_cli_refuses_bad_numbers(capsys, argv, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_cli_quick_needs_out(capsys):
+def test_cli_quick_needs_out_and_a_writable_folder(capsys, tmp_path):
     assert main(["lab", "search", "--quick"]) == 2
     assert "--quick writes a reduced search: give it a folder with --out" in capsys.readouterr().err
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["lab", "search", "--quick", "--out", str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write search results to" in err and len(err.strip().splitlines()) == 1

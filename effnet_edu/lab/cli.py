@@ -47,12 +47,13 @@ def add_lab_command(subparsers) -> None:
     p = commands.add_parser("search", help="Section 4's baseline search at classroom scale: random MBConv networks "
                                            "around C0, reward ACC x (MACs/T)^w (resumable)")
     p.add_argument("--quick", action="store_true", help="a reduced search (a minute or two); needs --out")
-    p.add_argument("--out", type=Path, help="results folder (default: the package's stored results)")
-    p.add_argument("--seed", type=_seed, default=0, help="picks the candidates and seeds their training (default 0)")
-    p.add_argument("--target-macs", type=_target, default=None,
+    p.add_argument("--out", type=Path, metavar="DIR", help="results folder (default: the package's stored results)")
+    p.add_argument("--seed", type=_seed, metavar="S", default=0,
+                   help="picks the candidates and seeds their training (default 0)")
+    p.add_argument("--target-macs", type=_target, default=None, metavar="T",
                    help="T, the target multiply-adds (default 2,000,000: just above C0's 1.96M)")
-    p.add_argument("--w", type=_w, default=None, help="the reward's exponent w (default -0.07, Section 4)")
-    p.add_argument("--candidates", type=_candidates, default=None,
+    p.add_argument("--w", type=_w, default=None, metavar="W", help="the reward's exponent w (default -0.07, Section 4)")
+    p.add_argument("--candidates", type=_candidates, default=None, metavar="N",
                    help="random candidates to train (default 30; --quick: 4), besides C0's shape")
     p.add_argument("--json", action="store_true", help="print search.json when done")
     p.set_defaults(func=cmd_search)
@@ -153,6 +154,10 @@ def cmd_search(args) -> None:
         raise UserError("--quick writes a reduced search: give it a folder with --out (the stored results stay as "
                         "they are)")
     out = args.out or RESULTS
+    try:
+        (out / "search-runs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where the folder should be, no permission, ...
+        raise UserError(f"cannot write search results to {out}: {exc.strerror or exc}") from None
     results = S.run_search(out, quick=args.quick, seed=args.seed, candidates=args.candidates,
                            target=S.TARGET if args.target_macs is None else args.target_macs,
                            w=S.PAPER_W if args.w is None else args.w)
