@@ -183,6 +183,7 @@ def test_search_is_deterministic_and_resumable(tmp_path, monkeypatch):
     monkeypatch.setattr(S, "evaluate", no_training)
     reranked = S.run_search(tmp_path / "b", quick=True, seed=5, candidates=2, w=0.0, target=1e6)
     assert reranked["candidates"] == b["candidates"] and (reranked["w"], reranked["target_macs"]) == (0.0, 1e6)
+    assert reranked["wall_seconds"] == b["wall_seconds"]  # the search's time, not the re-ranking's
     assert reranked["chosen"] == max(reranked["candidates"][2:], key=lambda e: (e["val_accuracy"], -e["macs"]))["name"]
 
 
