@@ -40,6 +40,7 @@ class StageRow:
     stride: int  # stride of the stage's first layer; the other layers use 1
     out_channels: int
     layers: int
+    se: bool = True  # squeeze-and-excitation in this stage's blocks (B0: every stage; a searched row may drop it)
 
 
 # Table 1, EfficientNet-B0 (input 224x224). Stage 1 is the stem, stage 9 the head; both are below.
@@ -133,6 +134,9 @@ class EfficientNetConfig:
     bn_momentum: float = 0.01  # TF decay 0.99 is PyTorch momentum 0.01
     same_padding: bool = False  # TF "SAME" padding (asymmetric at stride 2): needed for weights converted from TF
     compound: CompoundPoint | None = field(default=None, compare=False)  # the compound rule's point, from phi
+    # The seven MBConv rows that width and depth scale: Table 1's by default; a searched network (Section 4's
+    # search space, ``effnet_edu.lab.search``) replaces them with its own kernels, expansions, SE flags and layers.
+    stage_rows: tuple[StageRow, ...] = B0_STAGES
 
     @property
     def se_ratio(self) -> float:
@@ -147,8 +151,8 @@ class EfficientNetConfig:
         return HEAD_CHANNELS if self.lite else round_filters(HEAD_CHANNELS, self.width)
 
     def stage_layers(self, index: int) -> int:
-        row = B0_STAGES[index]
-        if self.lite and index in (0, len(B0_STAGES) - 1):  # Lite keeps the first and last stage at one layer
+        row = self.stage_rows[index]
+        if self.lite and index in (0, len(self.stage_rows) - 1):  # Lite keeps the first and last stage at one layer
             return row.layers
         return round_repeats(row.layers, self.depth)
 
@@ -210,11 +214,11 @@ def blocks(config: EfficientNetConfig) -> list[BlockSpec]:
     """Expand a configuration into its MBConv blocks, in order."""
     resolution = conv_resolution(config.resolution, STEM_STRIDE)
     in_channels = config.stem_channels
-    repeats = [config.stage_layers(i) for i in range(len(B0_STAGES))]
+    repeats = [config.stage_layers(i) for i in range(len(config.stage_rows))]
     total = sum(repeats)
     check_blocks(total, config.name)  # an absurd depth is refused here, before a single block is listed
     specs: list[BlockSpec] = []
-    for s, row in enumerate(B0_STAGES):
+    for s, row in enumerate(config.stage_rows):
         out_channels = round_filters(row.out_channels, config.width)
         for b in range(repeats[s]):
             stride = row.stride if b == 0 else 1
@@ -226,7 +230,7 @@ def blocks(config: EfficientNetConfig) -> list[BlockSpec]:
                 expand_ratio=row.expand_ratio,
                 kernel_size=row.kernel_size,
                 stride=stride,
-                se_channels=se_channels(in_channels, config.se_ratio),
+                se_channels=se_channels(in_channels, config.se_ratio if row.se else 0.0),
                 drop_path=config.drop_path * len(specs) / total,
                 in_resolution=resolution,
             )
@@ -246,7 +250,7 @@ def stages(config: EfficientNetConfig, specs: list[BlockSpec] | None = None) -> 
     for b in specs:
         first.setdefault(b.stage, b)
         repeats[b.stage] = repeats.get(b.stage, 0) + 1
-    for s, row in enumerate(B0_STAGES):
+    for s, row in enumerate(config.stage_rows):
         head = first[s + 2]
         rows.append(StageSpec(stage=s + 2, operator=f"MBConv{row.expand_ratio}", kernel_size=row.kernel_size,
                               stride=row.stride, in_channels=head.in_channels, out_channels=head.out_channels,
@@ -337,6 +341,25 @@ def _check_overrides(changes: dict) -> None:
             raise ScalingError(f"name must be a non-empty string, got {value!r}")
         if key == "compound" and value is not None and not hasattr(value, "flops_factor"):
             raise ScalingError(f"compound must be None or a scaling.CompoundPoint, got {value!r}")
+        if key == "stage_rows":
+            _check_stage_rows(value)
+
+
+def _check_stage_rows(rows) -> None:
+    """Custom MBConv rows (a searched network): seven of them, as Table 1's stages 2-8, each a sane StageRow."""
+    if not (isinstance(rows, tuple) and len(rows) == len(B0_STAGES) and all(isinstance(r, StageRow) for r in rows)):
+        raise ScalingError(f"stage_rows must be a tuple of {len(B0_STAGES)} StageRow (Table 1's stages 2-8), "
+                           f"got {rows!r}")
+    for r in rows:
+        whole = all(isinstance(v, int) and not isinstance(v, bool)
+                    for v in (r.expand_ratio, r.kernel_size, r.stride, r.out_channels, r.layers))
+        if not (whole and r.expand_ratio >= 1 and r.kernel_size >= 1 and r.kernel_size % 2 == 1
+                and r.stride in (1, 2) and r.out_channels >= 1 and r.layers >= 1 and isinstance(r.se, bool)):
+            raise ScalingError(f"{r.name}: a stage row needs expand_ratio >= 1, an odd kernel_size, stride 1 or 2, "
+                               f"out_channels >= 1, layers >= 1 (whole numbers) and se True/False, got {r!r}")
+    if len({r.name for r in rows}) != len(rows):
+        raise ScalingError(f"stage_rows need distinct names (they name the model's stages), got "
+                           f"{[r.name for r in rows]}")
 
 
 def resolve(

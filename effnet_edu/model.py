@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import stochastic_depth
 
-from .arch import B0_STAGES, BlockSpec, EfficientNetConfig, blocks, resolve
+from .arch import BlockSpec, EfficientNetConfig, blocks, resolve
 from .limits import check_size, size_limits
 
 
@@ -102,7 +102,7 @@ class EfficientNet(nn.Module):
         self.stem = conv_bn(config, 3, config.stem_channels, kernel_size=3, stride=2)
         self.stages = nn.Sequential(OrderedDict(
             (row.name, nn.Sequential(*(MBConv(b, config) for b in specs if b.stage == s + 2)))
-            for s, row in enumerate(B0_STAGES)
+            for s, row in enumerate(config.stage_rows)
         ))
         self.head = conv_bn(config, specs[-1].out_channels, config.head_channels)
         self.dropout = nn.Dropout(config.dropout)

@@ -251,3 +251,35 @@ def check_transfer_gain(answer: float | None, per_class: int = 10) -> bool:
     return _report(ok, f"at {per_class} images per class, ImageNet weights add {gain:+.1f} points" if ok else
                    f"how many points does ImageNet add at {per_class} images per class?",
                    "imagenet minus scratch, in percentage points")
+# -- notebook 10: the baseline search (Section 4) ----------------------------------------------------------------
+
+def check_tie_ratio(answer: float | None, macs_ratio: float = 2.0, w: float = -0.07) -> bool:
+    """Notebook 10: how many times as accurate must a network with ``macs_ratio`` times the target's MACs be to
+    tie, under Section 4's reward, with one exactly at the target?"""
+    from effnet_edu.lab.search import reward
+
+    # reward(a, r T, T) = reward(1, T, T) = 1  <=>  a = 1 / reward(1, r T, T)
+    expected = 1.0 / reward(1.0, macs_ratio, 1.0, w)
+    ok = _close(answer, expected, 0.002)
+    return _report(ok, f"{macs_ratio:g}x the MACs needs {expected:.4f}x the accuracy to tie at w = {w:g}" if ok else
+                   f"how much more accurate must a network with {macs_ratio:g}x the MACs be?",
+                   "set ACC x (r T / T)^w equal to 1 x (T / T)^w and solve for ACC")
+
+
+def check_choice_prediction(answer: str | None, target: float | None = None, w: float | None = None,
+                            w_above: float | None = None) -> bool:
+    """Notebook 10: does the stored search's chosen network get "cheaper", stay the "same" or get "costlier" when
+    the reward's T, w (or MnasNet's w above T) change from the paper's?"""
+    from effnet_edu.lab import search
+
+    stored = search.load()
+    entries = [e for e in stored["candidates"] if not e["c0"]]
+    before = search.choose(entries, search.TARGET, search.PAPER_W)
+    after = search.choose(entries, search.TARGET if target is None else target,
+                          search.PAPER_W if w is None else w, w_above)
+    truth = "same" if after["name"] == before["name"] else "cheaper" if after["macs"] < before["macs"] else "costlier"
+    if answer is None:  # an exercise: do not give the answer away before a prediction is written
+        return _report(None, "write \"cheaper\", \"same\" or \"costlier\" first")
+    ok = str(answer).strip().lower() == truth
+    return _reveal(ok, f"the choice is the {truth} network: {before['macs'] / 1e6:.2f}M -> {after['macs'] / 1e6:.2f}M "
+                       f"MACs, validation accuracy {before['val_accuracy']:.3f} -> {after['val_accuracy']:.3f}")

@@ -7,6 +7,7 @@
     effnet-edu lab cam --width 2 --resolution 96 test:7 --json               # its class activation map
     effnet-edu lab elastic-train [--quick --out DIR]                          # train the elastic network (resumable)
     effnet-edu lab transfer [--quick] [--out DIR]      # ImageNet Lite0 fine-tuned vs from scratch (Section 5.3)
+    effnet-edu lab search [--quick] [--out DIR] [--seed S] [--target-macs T] [--w W]   # Section 4's search
 
 Widths and depths are multipliers of the family's baseline (C0 for EfficientNet); the resolution is in pixels.
 """
@@ -72,6 +73,20 @@ def add_lab_command(subparsers) -> None:
     p.add_argument("--threads", type=_jobs, help="CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_elastic_train)
 
+    p = commands.add_parser("search", help="Section 4's baseline search at classroom scale: random MBConv networks "
+                                           "around C0, reward ACC x (MACs/T)^w (resumable)")
+    p.add_argument("--quick", action="store_true", help="a reduced search (a minute or two); needs --out")
+    p.add_argument("--out", type=Path, metavar="DIR", help="results folder (default: the package's stored results)")
+    p.add_argument("--seed", type=_seed, metavar="S", default=0,
+                   help="picks the candidates and seeds their training (default 0)")
+    p.add_argument("--target-macs", type=_target, default=None, metavar="T",
+                   help="T, the target multiply-adds (default 2,000,000: just above C0's 1.96M)")
+    p.add_argument("--w", type=_w, default=None, metavar="W", help="the reward's exponent w (default -0.07, Section 4)")
+    p.add_argument("--candidates", type=_candidates, default=None, metavar="N",
+                   help="random candidates to train (default 30; --quick: 4), besides C0's shape")
+    p.add_argument("--json", action="store_true", help="print search.json when done")
+    p.set_defaults(func=cmd_search)
+
 
 def _add_point_options(p) -> None:
     group = p.add_argument_group("the scaling point: multipliers of C0 (or phi, alpha, beta, gamma: Eq. 3)")
@@ -94,14 +109,23 @@ def _number(convert, low, high, what: str):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{what} must be in {low:g}..{high:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"{what} must be in {_show(low)}..{_show(high)}, got {text}")
         return value
     return parse
+
+
+def _show(bound) -> str:
+    return f"{bound:g}" if isinstance(bound, float) else str(bound)
 
 
 _positive_float = _number(float, 0.1, 16, "a multiplier of the baseline")
 _pixels = _number(int, 32, 512, "the lab's resolution in pixels (its images are 128 px)")
 _jobs = _number(int, 1, 64, "a number of processes")
+_seed = _number(int, 0, 2**31 - 1, "a seed (a whole number)")
+_target = _number(float, 1e4, 1e10, "the target T in multiply-adds")
+# w < 0 rewards fewer FLOPS; w = 0 ranks by accuracy alone; w > 0 would reward *more* FLOPS: not a trade-off.
+_w = _number(float, -1, 0, "the reward's exponent w (Section 4 uses -0.07)")
+_candidates = _number(int, 1, 10000, "a number of candidates")
 
 
 def cmd_results(args) -> None:
@@ -293,3 +317,34 @@ def cmd_transfer(args) -> None:
         print(f"{n:>12}" + "".join(f"{points[i][1]:>10.3f}" for points in table.values()))
     print(f"{len(results['runs'])} runs, {results['cpu_seconds'] / 60:.1f} CPU minutes; "
           f"results in {out / FILE}")
+def cmd_search(args) -> None:
+    from ..cli import UserError
+    from . import search as S
+    from .store import RESULTS
+
+    if args.quick and args.out is None:
+        raise UserError("--quick writes a reduced search: give it a folder with --out (the stored results stay as "
+                        "they are)")
+    out = args.out or RESULTS
+    try:
+        (out / "search-runs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where the folder should be, no permission, ...
+        raise UserError(f"cannot write search results to {out}: {exc.strerror or exc}") from None
+    results = S.run_search(out, quick=args.quick, seed=args.seed, candidates=args.candidates,
+                           target=S.TARGET if args.target_macs is None else args.target_macs,
+                           w=S.PAPER_W if args.w is None else args.w)
+    if args.json:
+        print(json.dumps(results, indent=1))
+        return
+    entries = [e for e in results["candidates"] if not e["c0"]]
+    chosen = next(e for e in entries if e["name"] == results["chosen"])
+    c0 = [e for e in results["candidates"] if e["c0"]]
+    better = sum(e["val_accuracy"] > c0[0]["val_accuracy"] and e["macs"] <= c0[0]["macs"] for e in entries)
+    print(f"{len(entries)} candidates and C0 ({len(c0)} seeds), {results['wall_seconds'] / 60:.1f} min; "
+          f"results in {out / 'search.json'}")
+    print(f"chosen for T = {results['target_macs']:,.0f} MACs, w = {results['w']:g}: {chosen['name']} "
+          f"({chosen['macs']:,} MACs, validation accuracy {chosen['val_accuracy']:.3f})")
+    accuracies = ", ".join(f"{e['val_accuracy']:.3f}" for e in c0)
+    seeds = ", ".join(str(e["seed"]) for e in c0)
+    print(f"C0's shape: {c0[0]['macs']:,} MACs, validation accuracy {accuracies} (seeds {seeds}); "
+          f"{better} candidate(s) at most as costly and more accurate (seed {c0[0]['seed']})")

@@ -163,15 +163,18 @@ def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return correct / len(images)
 
 
-def train_model(point: Point, seed: int = 0, recipe: Recipe = RECIPE, progress=None) -> tuple[torch.nn.Module, dict]:
-    """Train one model from scratch with the lab's recipe; return it (eval mode, float16-rounded weights) and
-    its result entry: the point, params, MACs, seed, validation and test accuracy, training seconds.
+def fit(build, resolution: int, seed: int = 0, recipe: Recipe = RECIPE, progress=None,
+        what: object = "model") -> tuple[torch.nn.Module, dict]:
+    """The recipe's training loop for any network: seed torch, ``build()`` it, train it on the lab's training split
+    at ``resolution``, recompute BatchNorm (precise BN) and round the weights to float16. Returns the model (eval
+    mode) and {"train_seconds", "threads", "final_loss"}. ``train_model`` (a lab point) and the baseline search
+    (``search.py``: a searched network) both train through here, so one recipe means one loop.
 
-    ``progress(step, total, loss)`` is called every 20 steps (a progress bar, a plot)."""
-    num_classes = len(CLASSES)
-    images, labels = resized("train", point.resolution, recipe), split("train", recipe)[2]
+    ``progress(step, total, loss)`` is called every 20 steps (a progress bar, a plot); ``what`` names the network
+    in errors."""
+    images, labels = resized("train", resolution, recipe), split("train", recipe)[2]
     torch.manual_seed(seed)
-    model = build_point(point, num_classes, recipe.dropout)
+    model = build()
     decay = [p for p in model.parameters() if p.dim() > 1]  # no weight decay on BatchNorm and biases
     rest = [p for p in model.parameters() if p.dim() <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
@@ -196,17 +199,28 @@ def train_model(point: Point, seed: int = 0, recipe: Recipe = RECIPE, progress=N
             if step % 20 == 0 or step == total:
                 losses.append(float(loss.detach()))
                 if not math.isfinite(losses[-1]):
-                    raise FloatingPointError(f"{point}: the loss became {losses[-1]} at step {step}")
+                    raise FloatingPointError(f"{what}: the loss became {losses[-1]} at step {step}")
                 if progress is not None:
                     progress(step, total, losses[-1])
     precise_bn(model, images[:recipe.bn_images])
     seconds = time.perf_counter() - start
     to_half(model)
+    return model, {"train_seconds": round(seconds, 1), "threads": torch.get_num_threads(), "final_loss": losses[-1]}
+
+
+def train_model(point: Point, seed: int = 0, recipe: Recipe = RECIPE, progress=None) -> tuple[torch.nn.Module, dict]:
+    """Train one model from scratch with the lab's recipe; return it (eval mode, float16-rounded weights) and
+    its result entry: the point, params, MACs, seed, validation and test accuracy, training seconds.
+
+    ``progress(step, total, loss)`` is called every 20 steps (a progress bar, a plot)."""
+    num_classes = len(CLASSES)
+    model, stats = fit(lambda: build_point(point, num_classes, recipe.dropout), point.resolution, seed, recipe,
+                       progress, what=point)
     entry = {
         **asdict(point), **{f"abs_{k}": v for k, v in point.absolute().items() if k != "resolution"},
         "params": params(point, num_classes), "macs": macs(point, num_classes), "seed": seed,
         "val_accuracy": accuracy(model, resized("val", point.resolution, recipe), split("val", recipe)[2]),
         "accuracy": accuracy(model, resized("test", point.resolution, recipe), split("test", recipe)[2]),
-        "train_seconds": round(seconds, 1), "threads": torch.get_num_threads(), "final_loss": losses[-1],
+        **stats,
     }
     return model, entry
