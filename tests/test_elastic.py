@@ -97,7 +97,9 @@ def test_training_forward_uses_the_same_slices(folder):
     trained = torch.func.functional_call(shell, params, (x,))
     model = E.extract(point, folder, recalibrate=False).train()
     torch.manual_seed(1)  # the same dropout mask
-    torch.testing.assert_close(model(x), trained, rtol=0, atol=0)
+    # float32 tolerance, not bit equality: a sliced (strided) weight and its contiguous copy may take different
+    # convolution kernels, whose multi-threaded sums differ in the last bits (measured: 5e-7 on 2 threads)
+    torch.testing.assert_close(model(x), trained)
     model.eval()
 
 
@@ -140,6 +142,14 @@ def test_evaluate_counts_and_scores(folder):
 @pytest.mark.slow
 def test_training_resumes_bit_identically(tmp_path):
     recipe = E.ElasticRecipe(epochs=1, batch=16, data=Recipe(train_images=64, val_images=16, test_images=16))
+    threads = torch.get_num_threads()  # train_elastic(threads=1) sets torch's global thread count: restore it
+    try:
+        _resume_check(tmp_path, recipe)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _resume_check(tmp_path, recipe):
     whole = E.train_elastic(tmp_path / "whole", recipe, threads=1, save_every=2)
 
     class Stop(Exception):

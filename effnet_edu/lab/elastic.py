@@ -236,15 +236,14 @@ def train_elastic(out: Path, recipe: ElasticRecipe = ELASTIC, progress=None, thr
 
 
 def _save_atomic(path: Path, obj, as_json: bool = False) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    """All or nothing (``weights.atomic_file``): a kill mid-write leaves the previous file."""
+    from ..weights import atomic_file
+
+    with atomic_file(path, "w" if as_json else "wb") as file:
         if as_json:
-            tmp.write_text(json.dumps(obj, indent=1) + "\n")
+            file.write(json.dumps(obj, indent=1) + "\n")
         else:
-            torch.save(obj, tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+            torch.save(obj, file)
 
 
 # ------------------------------------------------------------------------------------------ extracting sub-networks
