@@ -6,23 +6,25 @@ without training a model per slider position.
 The network for a point (w, d, r) is the one ``build()`` makes for it (Table 1 scaled: ``round_filters`` widths,
 ``round_repeats`` depths), and each of its tensors is the *leading slice* of the largest's tensor of the same name:
 the first channels of every layer (the widths are nested because ``round_filters`` never falls as w grows), the
-first blocks of every stage (Once-for-All's elastic depth keeps the first layers: Cai et al., ICLR 2020, Sec. 3.2)
+first blocks of every stage (Once-for-All's elastic depth keeps the first layers: Cai et al., ICLR 2020)
 and any input resolution (convolutions do not care; BatchNorm's statistics do, hence recalibration below).
 
-**Training: the sandwich rule with in-place distillation** (slimmable networks, Yu & Huang, ICCV 2019; BigNAS, Yu
-et al., ECCV 2020). Every step trains the largest network on the labels, and the smallest network plus two random
-points of the box to match the largest's (detached) predictions; the four gradients are summed into one update.
-The largest and the smallest bound every other point, so training both each step keeps the whole box trained;
-the soft targets of the largest are easier to fit than labels for a small network. Each point sees the batch at
+**Training: the sandwich rule with in-place distillation** (universally slimmable networks, Yu & Huang, ICCV 2019;
+BigNAS, Yu et al., ECCV 2020). Every step trains the largest network on the labels, and the smallest network plus
+two random points of the box to match the largest's (detached) predictions; the four gradients are summed into one
+update.
+The largest and the smallest bound every other point, and training both every step is meant to keep the whole
+box trained (here the other corners stay weaker: see notebook 07); the soft targets of the largest are easier to
+fit than labels for a small network. Each point sees the batch at
 its own resolution (OFA's elastic resolution). The optimiser and schedule are the scaling lab's (AdamW, warmup +
 cosine, label smoothing), for more epochs because four networks share one set of weights.
 
-**BatchNorm recalibration** (OFA, Sec. 3.2; slimmable networks' "switchable BN" made unnecessary): the running
+**BatchNorm recalibration** (as in Once-for-All and universally slimmable networks): the running
 statistics of a sub-network differ from every other's, so after ``extract`` slices the weights, BatchNorm's means
 and variances are recomputed as plain averages over a fixed calibration set (``CALIBRATION`` images drawn like the
 training images, at the point's resolution). Nothing but the BatchNorm buffers changes.
 
-    effnet-edu lab elastic-train            # train the shared weights (resumable; about an hour on 2 cores)
+    effnet-edu lab elastic-train            # train the shared weights (resumable; ~70 min on one core)
     effnet-edu lab eval --phi 1 --alpha 1.2 --beta 1.1 --gamma 1.15 --json
 """
 
